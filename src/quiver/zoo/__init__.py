@@ -1,0 +1,1 @@
+"""Model builders: the example repository and the models tests and benchmarks generate offline."""
