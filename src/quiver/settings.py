@@ -9,6 +9,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from quiver.errors import ConfigError
@@ -58,11 +59,11 @@ class Settings:
                 values.update(tomllib.loads(path.read_text()))
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ConfigError(f"{path}: cannot read settings: {exc}") from None
-        env = os.environ if env is None else env
+        environ: Mapping[str, str] = os.environ if env is None else env
         for f in fields(cls):
             key = f"QUIVER_{f.name.upper()}"
-            if key in env:
-                values[f.name] = _parse(env[key], f.type, key)
+            if key in environ:
+                values[f.name] = _parse(environ[key], f.type, key)
         values.update({k: v for k, v in overrides.items() if v is not None})
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
@@ -90,5 +91,3 @@ def _parse(text: str, type_name: Any, key: str) -> Any:
     except ValueError:
         raise ConfigError(f"environment variable {key}={text!r} is not a valid {kind}") from None
     return text
-
-

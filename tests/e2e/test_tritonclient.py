@@ -9,10 +9,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import tritonclient.http as httpclient
-from support import ServerProcess, write_model
 from tritonclient.utils import InferenceServerException
 
 from quiver.zoo.tabular import random_mlp_onnx
+from support import ServerProcess, write_model
 
 pytestmark = pytest.mark.e2e
 

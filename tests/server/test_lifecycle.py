@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import ServerProcess, ServerThread, write_model
 
 from quiver.zoo.tabular import random_mlp_onnx
+from support import ServerProcess, ServerThread, write_model
 
-SLOW_MODEL = '''
+SLOW_MODEL = """
 import time
 import numpy as np
 
@@ -27,7 +27,7 @@ class Model:
         time.sleep({delay})
         x = inputs["x"]
         return {{"y": np.full(x.shape, self.version, dtype=np.float32)}}
-'''
+"""
 
 SLOW_CONFIG = """
 runtime = "python"
@@ -87,7 +87,7 @@ def test_reload_new_version_under_traffic_fails_nothing(tmp_path: Path, server_f
     versions = {doc["model_version"] for _, doc in results}
     assert versions == {"1", "2"}
     # after the reload only version 2 is served (latest = 1), and the index says so
-    status, doc = _post(url, _x())
+    _status, doc = _post(url, _x())
     assert doc["outputs"][0]["data"] == [2.0]
     _, index = _get(server.url + "/v2/repository/index")
     assert [(r["name"], r["version"], r["state"]) for r in index] == [("slow", "2", "READY")]
@@ -157,8 +157,12 @@ def test_metrics_and_stats(tmp_path: Path, server_factory: Any) -> None:
     with urllib.request.urlopen(server.url + "/metrics") as resp:
         text = resp.read().decode()
     assert 'quiver_requests_total{model="counted",version="1",outcome="success"} 3' in text
-    for family in ("quiver_request_duration_seconds", "quiver_queue_duration_seconds",
-                   "quiver_compute_duration_seconds", "quiver_batch_size"):
+    for family in (
+        "quiver_request_duration_seconds",
+        "quiver_queue_duration_seconds",
+        "quiver_compute_duration_seconds",
+        "quiver_batch_size",
+    ):
         assert f'{family}_count{{model="counted",version="1"}} ' in text
     assert 'quiver_queue_depth{model="counted",version="1"} 0' in text
     status, stats = _get(server.url + "/v2/models/counted/stats")
@@ -174,7 +178,9 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero(tmp_path: Path) -> 
         assert [f.result()[0] for f in futures] == [200] * 4
 
 
-@pytest.mark.parametrize("policy,expected", [("{ all = true }", ["1", "2", "3"]), ("{ specific = [1, 3] }", ["1", "3"])])
+@pytest.mark.parametrize(
+    "policy,expected", [("{ all = true }", ["1", "2", "3"]), ("{ specific = [1, 3] }", ["1", "3"])]
+)
 def test_version_policies(tmp_path: Path, server_factory: Any, policy: str, expected: list[str]) -> None:
     for version in (1, 2, 3):
         write_model(tmp_path, "m", random_mlp_onnx((30, 8, 2), seed=version), version=version)

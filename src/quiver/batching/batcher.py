@@ -59,7 +59,11 @@ class DynamicBatcher:
     """Lifecycle: ``await start()`` -> ``await submit(...)`` many times -> ``await close(drain=True)``."""
 
     def __init__(
-        self, run_batch: BatchFn, config: BatcherConfig, name: str = "model", observer: BatchObserver | None = None
+        self,
+        run_batch: BatchFn,
+        config: BatcherConfig,
+        name: str = "model",
+        observer: BatchObserver | None = None,
     ) -> None:
         self.config = config
         self.name = name
@@ -96,7 +100,12 @@ class DynamicBatcher:
         self._workers = [loop.create_task(self._worker(i)) for i in range(self.config.instances)]
 
     async def submit(
-        self, payload: Any, rows: int = 1, key: Hashable = None, priority: int = 0, timeout_s: float | None = None
+        self,
+        payload: Any,
+        rows: int = 1,
+        key: Hashable = None,
+        priority: int = 0,
+        timeout_s: float | None = None,
     ) -> Any:
         """Queue one request and wait for its result. Raises the batch's error if its batch fails."""
         if self._closing:

@@ -75,11 +75,7 @@ class RequestQueue:
                 item = level.popleft()
                 if item.left:
                     continue
-                if (
-                    item.key == key
-                    and len(batch) < max_items
-                    and (rows + item.rows <= max_rows or not batch)
-                ):
+                if item.key == key and len(batch) < max_items and (rows + item.rows <= max_rows or not batch):
                     item.left = True
                     batch.append(item)
                     rows += item.rows

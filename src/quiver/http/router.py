@@ -45,7 +45,11 @@ class Router:
             return
         methods = self._dynamic_index.get(pattern)
         if methods is None:
-            regex = "^" + _PLACEHOLDER.sub(r"(?P<\1>[^/]+)", re.escape(pattern).replace(r"\{", "{").replace(r"\}", "}")) + "$"
+            regex = (
+                "^"
+                + _PLACEHOLDER.sub(r"(?P<\1>[^/]+)", re.escape(pattern).replace(r"\{", "{").replace(r"\}", "}"))
+                + "$"
+            )
             methods = {}
             self._dynamic_index[pattern] = methods
             self._dynamic.append((re.compile(regex), methods))

@@ -187,8 +187,12 @@ class _Connection(asyncio.Protocol):
             return
         head = [
             _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} Unknown\r\n".encode(),
-            b"content-type: ", response.content_type.encode(), b"\r\n",
-            b"content-length: ", str(len(response.body)).encode(), b"\r\n",
+            b"content-type: ",
+            response.content_type.encode(),
+            b"\r\n",
+            b"content-length: ",
+            str(len(response.body)).encode(),
+            b"\r\n",
             _DATE.get(),
         ]
         for name, value in response.headers:
@@ -208,8 +212,12 @@ class _Connection(asyncio.Protocol):
                 return
             head = [
                 _STATUS_LINES.get(response.status, b"HTTP/1.1 200 OK\r\n"),
-                b"content-type: ", response.content_type.encode(), b"\r\n",
-                b"transfer-encoding: chunked\r\n", b"cache-control: no-cache\r\n", _DATE.get(),
+                b"content-type: ",
+                response.content_type.encode(),
+                b"\r\n",
+                b"transfer-encoding: chunked\r\n",
+                b"cache-control: no-cache\r\n",
+                _DATE.get(),
             ]
             for name, value in response.headers:
                 head += (name.encode(), b": ", value.encode(), b"\r\n")
@@ -238,7 +246,7 @@ class _Connection(asyncio.Protocol):
                     await aclose()
 
     def _send_error(self, error: QuiverError, close: bool) -> None:
-        self._write(_error_response(error, None), keep_alive=not close)  # type: ignore[arg-type]
+        self._write(_error_response(error, None), keep_alive=not close)
 
 
 def _error_response(error: QuiverError, route: Route | None) -> Response:
@@ -284,7 +292,7 @@ class HttpServer:
 
     @property
     def ports(self) -> list[int]:
-        return [sock.getsockname()[1] for server in self._servers for sock in server.sockets]
+        return [sock.getsockname()[1] for server in self._servers for sock in getattr(server, "sockets", ())]
 
     async def start(self, host: str, port: int, reuse_port: bool = False) -> None:
         loop = asyncio.get_running_loop()
@@ -327,5 +335,3 @@ class HttpServer:
 
 def json_response(doc: Any, status: int = 200) -> Response:
     return Response(status, orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY))
-
-

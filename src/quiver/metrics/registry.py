@@ -15,7 +15,22 @@ import math
 from collections.abc import Callable, Iterable
 
 DEFAULT_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 
 
@@ -73,7 +88,7 @@ class _GaugeChild:
 
 
 class _HistogramChild:
-    __slots__ = ("_upper", "counts", "count", "sum")
+    __slots__ = ("_upper", "count", "counts", "sum")
 
     def __init__(self, upper: tuple[float, ...]) -> None:
         self._upper = upper
@@ -186,7 +201,7 @@ class Registry:
     def _get(self, cls: type[_Family], name: str, doc: str, labelnames: Iterable[str], **kw: object) -> _Family:
         family = self._families.get(name)
         if family is None:
-            family = cls(name, doc, labelnames, **kw)  # type: ignore[arg-type]
+            family = cls(name, doc, labelnames, **kw)
             self._families[name] = family
         elif not isinstance(family, cls):
             raise ValueError(f"metric {name} is already registered as a {family.kind}")

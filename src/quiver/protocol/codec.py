@@ -78,9 +78,7 @@ def decode_request(body: bytes, header_length: int | None = None) -> InferReques
     )
 
 
-def _decode_input(
-    raw: Any, index: int, binary: memoryview | None, offset: int
-) -> tuple[InferInput, int]:
+def _decode_input(raw: Any, index: int, binary: memoryview | None, offset: int) -> tuple[InferInput, int]:
     if not isinstance(raw, dict):
         raise InvalidInput(f"inputs[{index}] must be a JSON object with name, shape, datatype and data")
     name = raw.get("name")

@@ -198,7 +198,7 @@ def _version_policy(raw: Any, path: Path) -> VersionPolicy:
     where = f"{path}: field 'version_policy'"
     if not isinstance(raw, dict) or len(raw) != 1:
         raise ConfigError(f"{where} must be {{latest = N}}, {{all = true}} or {{specific = [1, 2]}}, got {raw!r}")
-    (kind, value), = raw.items()
+    ((kind, value),) = raw.items()
     try:
         if kind == "latest" and isinstance(value, int) and not isinstance(value, bool):
             return VersionPolicy("latest", latest=value)

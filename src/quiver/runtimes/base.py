@@ -62,9 +62,9 @@ def get_runtime(name: str) -> type[Runtime]:
         raise ModelLoadError(f"unknown runtime {name!r}; available runtimes: {known}") from None
 
 
-def declared_or(declared: tuple[TensorSpec, ...] | None, found: tuple[TensorSpec, ...], what: str) -> tuple[
-    TensorSpec, ...
-]:
+def declared_or(
+    declared: tuple[TensorSpec, ...] | None, found: tuple[TensorSpec, ...], what: str
+) -> tuple[TensorSpec, ...]:
     """Config declarations win, but they must name tensors the model really has."""
     if declared is None:
         return found

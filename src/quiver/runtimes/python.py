@@ -61,8 +61,10 @@ class PythonRuntime(Runtime):
     def infer(self, inputs: dict[str, np.ndarray], output_names: Sequence[str]) -> dict[str, np.ndarray]:
         results = self.model.predict(inputs)
         if not isinstance(results, dict):
-            raise InternalError(f"model {type(self.model).__name__}.predict returned {type(results).__name__}, "
-                                "expected a dict of output name -> array")
+            raise InternalError(
+                f"model {type(self.model).__name__}.predict returned {type(results).__name__}, "
+                "expected a dict of output name -> array"
+            )
         missing = [n for n in output_names if n not in results]
         if missing:
             raise InternalError(f"model {type(self.model).__name__}.predict did not return outputs {missing}")

@@ -44,7 +44,7 @@ def _register_generative_routes(router: Router, manager: ModelManager) -> None:
     if importlib.util.find_spec("torch") is None:
         return
     try:
-        from quiver.generate import routes
+        from quiver.generate import routes  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return
     routes.register(router, manager.get_generative, manager.get)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from quiver.errors import ModelLoadError, NotFound, QuiverError, Unavailable
-from quiver.repository.config import ModelConfig, find_config_file, list_versions, load_config
+from quiver.repository.config import find_config_file, list_versions, load_config
 from quiver.server.model import ServedModel
 
 log = logging.getLogger("quiver.server")

@@ -8,6 +8,7 @@ dimension, one runtime call, split back.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -114,8 +115,10 @@ class ServedModel:
         response = InferResponse(
             self.name,
             self.version_text,
-            [InferOutput(o.name, self._output_datatypes[o.name], results[o.name].shape, results[o.name], o.binary)
-             for o in outputs],
+            [
+                InferOutput(o.name, self._output_datatypes[o.name], results[o.name].shape, results[o.name], o.binary)
+                for o in outputs
+            ],
             request.id,
         )
         self.metrics.success.inc()
@@ -133,9 +136,7 @@ class ServedModel:
                 raise InvalidInput(f"input '{given.name}' is given more than once")
             spec = self.inputs[index]
             if given.datatype != spec.datatype:
-                raise InvalidInput(
-                    f"input '{given.name}': expected datatype {spec.datatype}, got {given.datatype}"
-                )
+                raise InvalidInput(f"input '{given.name}': expected datatype {spec.datatype}, got {given.datatype}")
             if len(given.shape) != len(spec.shape) or any(
                 want not in (-1, got) for want, got in zip(spec.shape, given.shape, strict=True)
             ):
@@ -189,8 +190,7 @@ class ServedModel:
                 )
         bounds = np.cumsum([0] + [job.rows for job in jobs])
         return [
-            {name: array[start:end] for name, array in results.items()}
-            for start, end in zip(bounds[:-1], bounds[1:], strict=True)
+            {name: array[start:end] for name, array in results.items()} for start, end in itertools.pairwise(bounds)
         ]
 
     def _observe_batch(self, batch: list[Pending], compute_s: float) -> None:
@@ -268,5 +268,3 @@ def _policy_detail(config: ModelConfig) -> dict[str, Any]:
     if policy.kind == "specific":
         return {"versions": list(policy.versions)}
     return {}
-
-

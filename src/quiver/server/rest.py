@@ -103,7 +103,7 @@ class RestApi:
         if request.body:
             doc = parse_json(request.body)
             if not isinstance(doc, dict):
-                raise InvalidInput("repository index body must be a JSON object such as {\"ready\": true}")
+                raise InvalidInput('repository index body must be a JSON object such as {"ready": true}')
             ready_only = bool(doc.get("ready", False))
         return json_response(self.dataplane.repository_index(ready_only))
 

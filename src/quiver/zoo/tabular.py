@@ -7,6 +7,7 @@ outputs, class probabilities and the predicted label.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,7 @@ def train_mlp(
             (rng.standard_normal((a, b)) * np.sqrt(2.0 / a)).astype(np.float32),
             np.zeros(b, dtype=np.float32),
         )
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        for a, b in itertools.pairwise(sizes)
     ]
     m = [(np.zeros_like(w), np.zeros_like(b)) for w, b in params]
     v = [(np.zeros_like(w), np.zeros_like(b)) for w, b in params]
@@ -121,7 +122,7 @@ def random_mlp_onnx(sizes: tuple[int, ...] = (30, 256, 256, 2), seed: int = 0) -
     rng = np.random.default_rng(seed)
     params = [
         ((rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32), np.zeros(b, dtype=np.float32))
-        for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        for a, b in itertools.pairwise(sizes)
     ]
     return mlp_to_onnx(params, name="mlp")
 
