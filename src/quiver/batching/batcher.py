@@ -17,6 +17,7 @@ deadline and never runs); a full queue answers ``Overloaded`` at once; priority 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from quiver.batching.queue import Pending, RequestQueue
+from quiver.batching.slo import SloPolicy
 from quiver.errors import DeadlineExceeded, InternalError, InvalidInput, Overloaded, QuiverError, Unavailable
+
+log = logging.getLogger("quiver.batching")
 
 # (instance index, payloads) -> one result per payload. Runs on the instance's own thread.
 BatchFn = Callable[[int, list[Any]], Sequence[Any]]
@@ -41,6 +45,7 @@ class BatcherConfig:
     default_priority: int = 2
     default_timeout_s: float | None = None
     instances: int = 1
+    slo_s: float | None = None  # set: SLO-aware batching (see quiver.batching.slo) replaces the fixed delay
 
     def __post_init__(self) -> None:
         if self.max_batch_size < 0:
@@ -53,6 +58,8 @@ class BatcherConfig:
             raise ValueError(f"default_priority must be in 1..{self.priority_levels}, got {self.default_priority}")
         if self.instances < 1:
             raise ValueError(f"instances must be >= 1, got {self.instances}")
+        if self.slo_s is not None and self.slo_s <= 0:
+            raise ValueError(f"slo_s must be > 0, got {self.slo_s}")
 
 
 class DynamicBatcher:
@@ -84,6 +91,7 @@ class DynamicBatcher:
         self._idle.set()
         self._closing = False
         self.batches_run = 0
+        self.slo = SloPolicy(config.slo_s, config.max_batch_size, config.instances) if config.slo_s else None
 
     # ------------------------------------------------------------------------------- public API
 
@@ -122,14 +130,17 @@ class DynamicBatcher:
             )
         if priority == 0:
             priority = config.default_priority
-        elif priority > config.priority_levels:
+        elif not 1 <= priority <= config.priority_levels:
             raise InvalidInput(
                 f"priority {priority} is out of range; model {self.name} has levels 1..{config.priority_levels}"
             )
         loop = asyncio.get_running_loop()
         now = loop.time()
         timeout = timeout_s if timeout_s is not None else config.default_timeout_s
-        item = Pending(payload, rows, key, priority, now, now + timeout if timeout else None, loop.create_future())
+        deadline = now + timeout if timeout else None
+        if self.slo is not None:
+            deadline = self._admit(now, deadline, rows)
+        item = Pending(payload, rows, key, priority, now, deadline, loop.create_future())
         if item.deadline is not None:
             item.timer = loop.call_at(item.deadline, self._expire, item)
         self._queue.push(item)
@@ -144,12 +155,30 @@ class DynamicBatcher:
                 self._maybe_idle()
             raise
 
+    def _admit(self, now: float, deadline: float | None, rows: int) -> float:
+        """SLO mode: every request has a deadline; refuse at once one that cannot meet it."""
+        assert self.slo is not None
+        self.slo.on_arrival(now)
+        slo_deadline = now + self.slo.slo_s
+        deadline = slo_deadline if deadline is None else min(deadline, slo_deadline)
+        ok, finish = self.slo.admit(now, deadline, self._queue.rows, rows)
+        if not ok:
+            raise Overloaded(
+                f"model {self.name}: cannot meet the request's deadline ({(deadline - now) * 1e3:.1f} ms): "
+                f"the queued work would finish it in {(finish - now) * 1e3:.1f} ms; retry later",
+                retry_after_s=max(1.0, finish - now),
+            )
+        return deadline
+
     async def close(self, drain: bool = True) -> None:
         """Stop accepting; with ``drain`` finish everything queued and running first, else fail the queue."""
         self._closing = True
         if not drain:
             for item in self._queue.drain_all():
-                item.future.set_exception(Unavailable(f"model {self.name} was unloaded"))
+                if item.timer is not None:
+                    item.timer.cancel()
+                if not item.future.done():
+                    item.future.set_exception(Unavailable(f"model {self.name} was unloaded"))
         while self._queue.size or self._running:
             self._idle.clear()
             await self._idle.wait()
@@ -167,11 +196,20 @@ class DynamicBatcher:
                 batch = await self._collect()
             self._running += 1
             try:
-                started = asyncio.get_running_loop().time()
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                rows = sum(item.rows for item in batch)
+                predicted_end = self.slo.on_start(started, rows) if self.slo is not None else 0.0
                 results = await self._run(instance, batch)
+                elapsed = loop.time() - started
+                if self.slo is not None:
+                    self.slo.on_finish(predicted_end, rows, elapsed)
                 self._deliver(batch, results)
                 if self._observer is not None:
-                    self._observer(batch, asyncio.get_running_loop().time() - started)
+                    try:
+                        self._observer(batch, elapsed)
+                    except Exception:  # metrics must never stop the batcher
+                        log.exception("batch observer of model %s failed", self.name)
             finally:
                 self._running -= 1
                 self.batches_run += 1
@@ -185,18 +223,52 @@ class DynamicBatcher:
                 self._maybe_idle()
                 await self._wait(None)
                 continue
-            if self._batching and self.config.max_queue_delay_s > 0:
-                remaining = head.enqueued + self.config.max_queue_delay_s - loop.time()
-                if remaining > 0 and self._queue.compatible_rows(head.key, self.config.max_batch_size) < (
-                    self.config.max_batch_size
-                ):
-                    await self._wait(remaining)
+            max_rows = self._max_rows
+            if self._batching:
+                wait = self._wait_for_more(head, loop.time())
+                if wait > 0:
+                    await self._wait(wait)
                     continue
-            batch = self._queue.take(head.key, self._max_rows, self._max_items)  # type: ignore[arg-type]
+                if self.slo is not None and head.deadline is not None:
+                    max_rows = self.slo.max_rows(loop.time(), head.deadline)
+            batch = self._queue.take(head.key, max_rows, self._max_items)  # type: ignore[arg-type]
             for item in batch:
                 if item.timer is not None:
                     item.timer.cancel()
-            return batch
+            if self.slo is not None:
+                batch = self._drop_late(batch, loop.time())
+            if batch:
+                return batch
+
+    def _wait_for_more(self, head: Pending, now: float) -> float:
+        """How long the head may wait for its batch to fill: the SLO policy's choice, or the fixed delay."""
+        size = self.config.max_batch_size
+        if self.slo is not None and head.deadline is not None:
+            return self.slo.wait_s(now, head.deadline, self._queue.compatible_rows(head.key, size))
+        delay = self.config.max_queue_delay_s
+        if delay <= 0:
+            return 0.0
+        remaining = head.enqueued + delay - now
+        if remaining > 0 and self._queue.compatible_rows(head.key, size) < size:
+            return remaining
+        return 0.0
+
+    def _drop_late(self, batch: list[Pending], now: float) -> list[Pending]:
+        """SLO mode: answer 504 now, rather than compute late, for requests that cannot finish in time."""
+        assert self.slo is not None
+        rows = sum(item.rows for item in batch)
+        kept = []
+        for item in batch:
+            if item.deadline is not None and self.slo.too_late(now, item.deadline, rows):
+                item.future.set_exception(
+                    DeadlineExceeded(
+                        f"model {self.name}: dropped before running: the request would miss its deadline by "
+                        f"{(now + self.slo.model.predict_mean(rows) - item.deadline) * 1e3:.1f} ms"
+                    )
+                )
+            else:
+                kept.append(item)
+        return kept
 
     async def _run(self, instance: int, batch: list[Pending]) -> Sequence[Any] | BaseException:
         loop = asyncio.get_running_loop()
@@ -207,10 +279,13 @@ class DynamicBatcher:
             return exc
         except Exception as exc:
             return InternalError(f"model {self.name}: batch of {len(batch)} failed: {type(exc).__name__}: {exc}")
-        if len(results) != len(batch):
-            return InternalError(
-                f"model {self.name}: batch function returned {len(results)} results for {len(batch)} requests"
-            )
+        try:
+            count: int | None = len(results)
+        except TypeError:  # None, a scalar, a generator: not one result per request
+            count = None
+        if count != len(batch):
+            got = f"{count} results" if count is not None else f"a {type(results).__name__}, not a sequence,"
+            return InternalError(f"model {self.name}: batch function returned {got} for {len(batch)} requests")
         return results
 
     def _deliver(self, batch: list[Pending], results: Sequence[Any] | BaseException) -> None:
@@ -229,10 +304,11 @@ class DynamicBatcher:
         if item.left:
             return
         item.left = True
-        waited_ms = (asyncio.get_running_loop().time() - item.enqueued) * 1e3
-        item.future.set_exception(
-            DeadlineExceeded(f"model {self.name}: request deadline passed after {waited_ms:.1f} ms in the queue")
-        )
+        if not item.future.done():  # the caller may have been cancelled in this same loop iteration
+            waited_ms = (asyncio.get_running_loop().time() - item.enqueued) * 1e3
+            item.future.set_exception(
+                DeadlineExceeded(f"model {self.name}: request deadline passed after {waited_ms:.1f} ms in the queue")
+            )
         self._queue.discard(item)
         self._maybe_idle()
 

@@ -33,15 +33,18 @@ class RequestQueue:
 
     def __init__(self, priority_levels: int) -> None:
         self._levels: list[deque[Pending]] = [deque() for _ in range(priority_levels)]
-        self.size = 0  # live (not done) entries
+        self.size = 0  # live entries
+        self.rows = 0  # their batch rows
 
     def push(self, item: Pending) -> None:
         self._levels[item.priority - 1].append(item)
         self.size += 1
+        self.rows += item.rows
 
     def discard(self, item: Pending) -> None:
         """Account for an entry that became done while queued (expired or cancelled)."""
         self.size -= 1
+        self.rows -= item.rows
 
     def head(self) -> Pending | None:
         """The oldest live request of the highest non-empty priority."""
@@ -86,6 +89,7 @@ class RequestQueue:
                         level.clear()
             self._levels[index] = kept
         self.size -= len(batch)
+        self.rows -= rows
         return batch
 
     def drain_all(self) -> list[Pending]:
@@ -95,4 +99,5 @@ class RequestQueue:
         for level in self._levels:
             level.clear()
         self.size = 0
+        self.rows = 0
         return items

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 
+from quiver.batching.slo import SloPolicy
 from quiver.metrics import REGISTRY
 
 _LABELS = ("model", "version")
@@ -21,6 +23,17 @@ COMPUTE_DURATION = REGISTRY.histogram(
 )
 BATCH_SIZE = REGISTRY.histogram("quiver_batch_size", "Rows per executed batch.", _LABELS, _BATCH_BUCKETS)
 QUEUE_DEPTH = REGISTRY.gauge("quiver_queue_depth", "Requests waiting in the batcher's queue.", _LABELS)
+SLO_COMPUTE = REGISTRY.gauge(
+    "quiver_slo_compute_model_seconds",
+    "SLO-aware batching's learned batch cost: seconds = intercept + per_row * rows.",
+    (*_LABELS, "term"),
+)
+SLO_ARRIVAL_RATE = REGISTRY.gauge(
+    "quiver_slo_arrival_rate", "SLO-aware batching's estimate of arriving requests per second.", _LABELS
+)
+SLO_DECISIONS = REGISTRY.gauge(
+    "quiver_slo_decisions", "SLO-aware batching's decisions since load, by kind.", (*_LABELS, "decision")
+)
 
 
 class ModelMetrics:
@@ -40,3 +53,16 @@ class ModelMetrics:
 
     def watch_queue(self, depth: Callable[[], float]) -> None:
         self.queue_depth.set_function(depth)
+
+    def watch_slo(self, policy: SloPolicy) -> None:
+        model, version = self.labels
+        SLO_COMPUTE.labels(model, version, "intercept").set_function(lambda: policy.model.coefficients[0])
+        SLO_COMPUTE.labels(model, version, "per_row").set_function(lambda: policy.model.coefficients[1])
+        SLO_COMPUTE.labels(model, version, "spread").set_function(lambda: policy.model.spread_s)
+        SLO_ARRIVAL_RATE.labels(model, version).set_function(lambda: policy.arrivals.per_s)
+        for f in fields(policy.decisions):
+            SLO_DECISIONS.labels(model, version, f.name).set_function(_reader(policy, f.name))
+
+
+def _reader(policy: SloPolicy, name: str) -> Callable[[], float]:
+    return lambda: float(getattr(policy.decisions, name))

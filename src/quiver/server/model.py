@@ -65,11 +65,14 @@ class ServedModel:
                 default_priority=config.effective_default_priority,
                 default_timeout_s=config.default_timeout_ms / 1e3 or None,
                 instances=len(instances),
+                slo_s=config.slo_p99_ms / 1e3 if config.slo_p99_ms else None,
             ),
             name=f"{name}:{version}",
             observer=self._observe_batch,
         )
         self.metrics.watch_queue(lambda: self.batcher.queue_depth)
+        if self.batcher.slo is not None:
+            self.metrics.watch_slo(self.batcher.slo)
 
     @classmethod
     async def load(cls, name: str, version: int, version_dir: Path, config: ModelConfig) -> ServedModel:
