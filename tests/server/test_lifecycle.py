@@ -191,3 +191,17 @@ def test_version_policies(tmp_path: Path, server_factory: Any, policy: str, expe
     body = {"inputs": [{"name": "features", "shape": [1, 30], "datatype": "FP32", "data": [0.0] * 30}]}
     status, doc = _post(server.url + f"/v2/models/m/versions/{expected[0]}/infer", body)
     assert status == 200 and doc["model_version"] == expected[0]
+
+
+def test_poll_reloads_changed_models(tmp_path: Path) -> None:
+    write_slow_model(tmp_path, 1, delay=0.0)
+    with ServerProcess(tmp_path, "--poll-interval-s", "0.2") as server:
+        assert _post(server.url + "/v2/models/slow/infer", _x())[1]["model_version"] == "1"
+        write_slow_model(tmp_path, 2, delay=0.0)
+        deadline = time.monotonic() + 15
+        version = "1"
+        while version != "2" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            version = _post(server.url + "/v2/models/slow/infer", _x())[1]["model_version"]
+        assert version == "2"
+        assert server.stop() == 0

@@ -67,7 +67,7 @@ BAD = [
         "strings as FP32",
         json.dumps({"inputs": [_tensor([1, 2], ["a", "b"])]}).encode(),
         400,
-        "does not match datatype FP32",
+        "FP32 data must be numbers",
     ),
     (
         "unknown output",

@@ -10,6 +10,7 @@ import orjson
 from quiver.errors import MethodNotAllowed, NotFound, QuiverError
 from quiver.http.types import ErrorBody, Handler
 
+_CACHE_SIZE = 4096  # distinct dynamic paths remembered (model names x routes)
 _PLACEHOLDER = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)\}")
 
 
@@ -37,6 +38,8 @@ class Router:
         self._static: dict[str, dict[str, Route]] = {}
         self._dynamic: list[tuple[re.Pattern[str], dict[str, Route]]] = []
         self._dynamic_index: dict[str, dict[str, Route]] = {}
+        # path -> (methods, params): a request path seen once resolves with one lookup after that
+        self._resolved: dict[str, tuple[dict[str, Route], dict[str, str]]] = {}
 
     def add(self, method: str, pattern: str, handler: Handler, error_body: ErrorBody | None = None) -> None:
         route = Route(method.upper(), pattern, handler, error_body or default_error_body)
@@ -54,17 +57,24 @@ class Router:
             self._dynamic_index[pattern] = methods
             self._dynamic.append((re.compile(regex), methods))
         methods[route.method] = route
+        self._resolved.clear()
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str]]:
         """Return the route and its path parameters, or raise NotFound / MethodNotAllowed."""
         methods = self._static.get(path)
         params: dict[str, str] = {}
         if methods is None:
-            for regex, candidate in self._dynamic:
-                found = regex.match(path)
-                if found:
-                    methods, params = candidate, found.groupdict()
-                    break
+            cached = self._resolved.get(path)
+            if cached is not None:
+                methods, params = cached[0], dict(cached[1])
+            else:
+                for regex, candidate in self._dynamic:
+                    found = regex.match(path)
+                    if found:
+                        methods, params = candidate, found.groupdict()
+                        if len(self._resolved) < _CACHE_SIZE:
+                            self._resolved[path] = (methods, dict(params))
+                        break
         if methods is None:
             raise NotFound(f"no route for {method} {path}")
         route = methods.get(method)
