@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Any
 
 from quiver.errors import ConfigError
@@ -24,6 +24,7 @@ class Settings:
     repository: str = _setting("", "Model repository folder; empty: the built-in example repository.")
     host: str = _setting("127.0.0.1", "Address to listen on.")
     port: int = _setting(8000, "HTTP port.")
+    grpc_port: int = _setting(8001, "gRPC port (Open Inference Protocol); 0: any free port; -1: gRPC off.")
     max_body_mb: float = _setting(64.0, "Largest accepted request body, in MiB (413 above).")
     access_log: bool = _setting(False, "Write one JSON line per request to stderr.")
     log_level: str = _setting("info", "Logging level: debug, info, warning, error.")
@@ -34,10 +35,14 @@ class Settings:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be in 0..65535, got {self.port}")
+        if self.grpc_port > 65535:
+            raise ValueError(f"grpc_port must be in 0..65535 (or negative: off), got {self.grpc_port}")
         if self.max_body_mb <= 0:
             raise ValueError(f"max_body_mb must be > 0, got {self.max_body_mb}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ValueError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
+        if self.shutdown_timeout_s < 0:
+            raise ValueError(f"shutdown_timeout_s must be >= 0, got {self.shutdown_timeout_s}")
         if self.poll_interval_s < 0:
             raise ValueError(f"poll_interval_s must be >= 0, got {self.poll_interval_s}")
 
@@ -56,15 +61,16 @@ class Settings:
         if file:
             path = Path(file)
             try:
-                values.update(tomllib.loads(path.read_text()))
+                from_file = tomllib.loads(path.read_text())
             except (OSError, tomllib.TOMLDecodeError) as exc:
                 raise ConfigError(f"{path}: cannot read settings: {exc}") from None
+            values.update(_checked(cls, from_file, f"{path}: "))
         environ: Mapping[str, str] = os.environ if env is None else env
         for f in fields(cls):
             key = f"QUIVER_{f.name.upper()}"
             if key in environ:
                 values[f.name] = _parse(environ[key], f.type, key)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update(_checked(cls, {k: v for k, v in overrides.items() if v is not None}, ""))
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -73,6 +79,20 @@ class Settings:
             return replace(cls(), **values)
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"invalid setting: {exc}") from None
+
+
+_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def _checked(cls: type[Settings], values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Refuse values of the wrong type (a file's ``port = "80"``, ``access_log = "no"``) instead of using them."""
+    types = {f.name: str(f.type) for f in fields(cls)}
+    for name, value in values.items():
+        expected = _TYPES.get(types.get(name, ""))
+        wrong_bool = isinstance(value, bool) and bool not in (expected or ())
+        if expected is not None and (not isinstance(value, expected) or wrong_bool):
+            raise ConfigError(f"{where}setting '{name}' must be {types[name]}, got {value!r}")
+    return values
 
 
 def _parse(text: str, type_name: Any, key: str) -> Any:

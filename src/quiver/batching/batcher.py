@@ -137,6 +137,8 @@ class DynamicBatcher:
         loop = asyncio.get_running_loop()
         now = loop.time()
         timeout = timeout_s if timeout_s is not None else config.default_timeout_s
+        if timeout is not None and not timeout >= 0:  # also NaN, which would corrupt the loop's timer heap
+            raise InvalidInput(f"model {self.name}: timeout must be a non-negative number of seconds, got {timeout}")
         deadline = now + timeout if timeout else None
         if self.slo is not None:
             deadline = self._admit(now, deadline, rows)
@@ -259,6 +261,8 @@ class DynamicBatcher:
         rows = sum(item.rows for item in batch)
         kept = []
         for item in batch:
+            if item.future.done():
+                continue
             if item.deadline is not None and self.slo.too_late(now, item.deadline, rows):
                 item.future.set_exception(
                     DeadlineExceeded(

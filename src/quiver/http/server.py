@@ -72,6 +72,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._body_size = 0
         self._too_large = False
+        self._refused = False  # the 413 already went out
 
     # ---- asyncio.Protocol
 
@@ -113,6 +114,9 @@ class _Connection(asyncio.Protocol):
         length = self._headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.server.max_body_bytes:
             self._too_large = True
+            if self._headers.get("expect", "").lower() == "100-continue" and not (self._busy or self._pending):
+                # the client waits for our answer before it sends the body: refuse now (RFC 9110 10.1.1)
+                self._refuse_too_large()
         elif self._headers.get("expect", "").lower() == "100-continue" and self.transport is not None:
             self.transport.write(_CONTINUE)
 
@@ -128,8 +132,8 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self._too_large:
-            limit = self.server.max_body_bytes
-            self._send_error(PayloadTooLarge(f"request body exceeds the limit of {limit} bytes"), close=True)
+            if not self._refused:
+                self._refuse_too_large()
             return
         url = httptools.parse_url(self._url)
         body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
@@ -146,6 +150,11 @@ class _Connection(asyncio.Protocol):
         if not self._busy:
             self._busy = True
             self.server.spawn(self._serve_pending())
+
+    def _refuse_too_large(self) -> None:
+        self._refused = True
+        limit = self.server.max_body_bytes
+        self._send_error(PayloadTooLarge(f"request body exceeds the limit of {limit} bytes"), close=True)
 
     def _is_closed(self) -> bool:
         return self.closed
@@ -186,7 +195,7 @@ class _Connection(asyncio.Protocol):
         if self.transport is None or self.closed:
             return
         head = [
-            _STATUS_LINES.get(response.status) or f"HTTP/1.1 {response.status} Unknown\r\n".encode(),
+            _status_line(response.status),
             b"content-type: ",
             response.content_type.encode(),
             b"\r\n",
@@ -211,7 +220,7 @@ class _Connection(asyncio.Protocol):
             if transport is None or self.closed:
                 return
             head = [
-                _STATUS_LINES.get(response.status, b"HTTP/1.1 200 OK\r\n"),
+                _status_line(response.status),
                 b"content-type: ",
                 response.content_type.encode(),
                 b"\r\n",
@@ -239,6 +248,11 @@ class _Connection(asyncio.Protocol):
             if not self.closed and transport is not None:
                 body = default_error_body(exc)
                 transport.write(b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body))
+        except Exception:
+            # the head went out, so no 500 can follow: close, or the client would wait for the end forever
+            log.exception("streaming response failed mid-stream")
+            if not self.closed and transport is not None:
+                transport.close()
         finally:
             aclose = getattr(chunks, "aclose", None)
             if aclose is not None:
@@ -247,6 +261,10 @@ class _Connection(asyncio.Protocol):
 
     def _send_error(self, error: QuiverError, close: bool) -> None:
         self._write(_error_response(error, None), keep_alive=not close)
+
+
+def _status_line(status: int) -> bytes:
+    return _STATUS_LINES.get(status) or f"HTTP/1.1 {status} Unknown\r\n".encode()
 
 
 def _error_response(error: QuiverError, route: Route | None) -> Response:
@@ -268,6 +286,8 @@ def _decompress(request: Request, limit: int) -> None:
         raise InvalidInput(f"request body is not valid {encoding}: {exc}") from None
     if len(body) > limit or inflater.unconsumed_tail:
         raise PayloadTooLarge(f"decompressed request body exceeds the limit of {limit} bytes")
+    if not inflater.eof:
+        raise InvalidInput(f"request body is not valid {encoding}: the compressed stream is truncated")
     request.body = body
     # the binary-extension header length refers to the decompressed body
     request.headers.pop("content-encoding")

@@ -48,6 +48,10 @@ def _label_text(names: tuple[str, ...], values: tuple[str, ...], extra: str = ""
 def _num(value: float) -> str:
     if value == math.inf:
         return "+Inf"
+    if value == -math.inf:
+        return "-Inf"
+    if math.isnan(value):
+        return "NaN"
     if float(value).is_integer():
         return str(int(value))
     return repr(float(value))
@@ -126,7 +130,8 @@ class _Family:
         self._children.pop(tuple(values), None)
 
     def render(self) -> list[str]:
-        lines = [f"# HELP {self.name} {self.doc}", f"# TYPE {self.name} {self.kind}"]
+        doc = self.doc.replace("\\", "\\\\").replace("\n", "\\n")  # HELP escapes \ and newline only
+        lines = [f"# HELP {self.name} {doc}", f"# TYPE {self.name} {self.kind}"]
         for values, child in sorted(self._children.items()):
             lines.extend(self._render_child(values, child))
         return lines

@@ -128,7 +128,7 @@ def _from_json(data: Any, datatype: str, count: int, name: str) -> np.ndarray:
         if datatype == "BYTES":
             array = _bytes_array(data, name)
         elif datatype in FLOAT_DATATYPES:
-            array = np.array(data, dtype=NUMPY_DTYPES[datatype])
+            array = _float_array(data, datatype, name)
         else:
             array = _exact_array(data, datatype, name)
     except ValueError as exc:
@@ -143,14 +143,30 @@ def _from_json(data: Any, datatype: str, count: int, name: str) -> np.ndarray:
     return array
 
 
+_KINDS = {"b": "booleans", "U": "strings", "S": "strings", "O": "nulls or mixed values"}
+
+
+def _float_array(data: list[Any], datatype: str, name: str) -> np.ndarray:
+    """Floats: refuse strings, booleans and nulls (numpy would turn "1.5" into 1.5 and null into NaN)."""
+    array = np.array(data)
+    if array.dtype.kind not in "iuf" and array.size:
+        got = _KINDS.get(array.dtype.kind, str(array.dtype))
+        raise InvalidInput(f"input '{name}': {datatype} data must be numbers, got {got}")
+    return array.astype(NUMPY_DTYPES[datatype], copy=False)
+
+
 def _exact_array(data: list[Any], datatype: str, name: str) -> np.ndarray:
     """Integers and booleans: refuse floats and out-of-range values instead of silently casting."""
     array = np.array(data)
     target = NUMPY_DTYPES[datatype]
     if datatype == "BOOL":
+        if array.size == 0:
+            return array.astype(target)
         if array.dtype.kind != "b":
             raise InvalidInput(f"input '{name}': BOOL data must be true/false, got {array.dtype.kind!r} values")
         return array
+    if array.dtype.kind == "f" and datatype in ("INT64", "UINT64"):
+        return _wide_int_array(data, datatype, name)
     if array.dtype.kind not in "iu":
         if array.size == 0:
             return array.astype(target)
@@ -166,6 +182,17 @@ def _exact_array(data: list[Any], datatype: str, name: str) -> np.ndarray:
     return array.astype(target, copy=False)
 
 
+def _wide_int_array(data: list[Any], datatype: str, name: str) -> np.ndarray:
+    """numpy infers float64 when an integer beyond int64 (valid UINT64) mixes with others: convert exactly."""
+    if not all(type(v) is int for v in np.array(data, dtype=object).flat):
+        raise InvalidInput(f"input '{name}': {datatype} data must be integers")
+    try:
+        return np.array(data, dtype=NUMPY_DTYPES[datatype])
+    except OverflowError:
+        info = np.iinfo(NUMPY_DTYPES[datatype])
+        raise InvalidInput(f"input '{name}': value out of range for {datatype} [{info.min}, {info.max}]") from None
+
+
 def _bytes_array(data: list[Any], name: str) -> np.ndarray:
     flat = np.array(data, dtype=object).reshape(-1)
     out = np.empty(flat.size, dtype=object)
@@ -174,6 +201,8 @@ def _bytes_array(data: list[Any], name: str) -> np.ndarray:
             out[i] = item.encode()
         elif isinstance(item, bytes):
             out[i] = item
+        elif isinstance(item, list):  # numpy keeps ragged rows as lists in an object array
+            raise InvalidInput(f"input '{name}': nested data is ragged (rows of different lengths)")
         else:
             raise InvalidInput(f"input '{name}': BYTES data must be strings, got {type(item).__name__}")
     return out
@@ -218,6 +247,8 @@ def _decode_outputs(raw: Any, binary_default: bool) -> list[RequestedOutput] | N
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise InvalidInput(f"outputs[{index}] must be an object with a 'name' string")
         params = item.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise InvalidInput(f"outputs[{index}].parameters must be a JSON object, got {params!r}")
         binary = _flag(params.get("binary_data", binary_default), f"outputs[{index}].parameters.binary_data")
         outputs.append(RequestedOutput(item["name"], binary))
     return outputs
@@ -277,6 +308,8 @@ def encode_response(response: InferResponse) -> tuple[bytes, int | None]:
 def _to_json_data(array: np.ndarray, datatype: str) -> Any:
     if datatype == "BYTES":
         return [x.decode(errors="replace") if isinstance(x, bytes) else str(x) for x in array.reshape(-1)]
+    if not array.dtype.isnative:  # orjson serializes only native-endian arrays
+        array = array.astype(array.dtype.newbyteorder("="))
     flat = np.ascontiguousarray(array).reshape(-1)
     return flat
 

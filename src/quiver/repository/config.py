@@ -204,11 +204,15 @@ def _version_policy(raw: Any, path: Path) -> VersionPolicy:
             return VersionPolicy("latest", latest=value)
         if kind == "all" and value is True:
             return VersionPolicy("all")
-        if kind == "specific" and isinstance(value, list) and all(isinstance(v, int) for v in value):
+        if kind == "specific" and isinstance(value, list) and all(_is_int(v) for v in value):
             return VersionPolicy("specific", versions=tuple(value))
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     raise ConfigError(f"{where} must be {{latest = N}}, {{all = true}} or {{specific = [1, 2]}}, got {raw!r}")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _tensors(raw: Any, key: str, path: Path) -> tuple[TensorSpec, ...]:

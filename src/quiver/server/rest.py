@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from quiver.errors import InvalidInput, NotFound, Unavailable
 from quiver.http.router import Router
 from quiver.http.server import json_response
@@ -85,10 +87,7 @@ class RestApi:
         infer_request = decode_request(request.body, header_length)
         timeout_ms = request.headers.get("quiver-timeout-ms")
         if timeout_ms is not None:
-            try:
-                infer_request.timeout_s = float(timeout_ms) / 1e3
-            except ValueError:
-                raise InvalidInput(f"Quiver-Timeout-Ms must be a number of milliseconds, got {timeout_ms!r}") from None
+            infer_request.timeout_s = _timeout_header(timeout_ms)
         params = request.path_params
         response = await self.dataplane.infer(params["model"], params.get("version"), infer_request)
         body, json_length = encode_response(response)
@@ -117,3 +116,13 @@ class RestApi:
             raise NotFound(f"unknown model '{name}'")
         await self.dataplane.unload(name)
         return _OK
+
+
+def _timeout_header(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise InvalidInput(f"Quiver-Timeout-Ms must be a positive number of milliseconds, got {text!r}")
+    return value / 1e3
