@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint typecheck unit bench-serving bench-optimize bench-generate bench-plan clean
+.PHONY: serve test lint typecheck unit bench-serving bench-optimize bench-generate bench-plan bench-loadtest bench-slo clean
 
 # The core server: numpy, ONNX Runtime, httptools, orjson. No torch.
 $(VENV)/.core: pyproject.toml
@@ -43,6 +43,15 @@ bench-optimize: $(VENV)/.all
 
 bench-generate: $(VENV)/.all
 	$(BIN)/python bench/generate/bench_generate.py
+
+bench-plan: $(VENV)/.all
+	flock /tmp/quiver-bench.lock $(BIN)/python bench/plan/bench_plan.py
+
+bench-loadtest: $(VENV)/.all
+	flock /tmp/quiver-bench.lock $(BIN)/python bench/loadtest/bench_wrk.py
+
+bench-slo: $(VENV)/.all
+	flock /tmp/quiver-bench.lock $(BIN)/python bench/loadtest/bench_slo_batching.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -88,11 +88,12 @@ class ServerProcess:
         import sys
 
         self.port = free_port()
+        self.grpc_port = free_port()  # never the default 8001: servers in parallel tests must not collide
         self.url = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "quiver.cli", "serve"]
         if repository is not None:
             command.append(str(repository))
-        command += ["--port", str(self.port), *args]
+        command += ["--port", str(self.port), "--grpc-port", str(self.grpc_port), *args]
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,

@@ -26,7 +26,9 @@ def test_python_example(server: ServerProcess, capsys: pytest.CaptureFixture[str
     blocks = re.findall(r"```python\n(.*?)```", README, re.S)
     assert blocks
     for block in blocks:
-        exec(compile(block.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}"), "README.md", "exec"), {})
+        block = block.replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
+        block = block.replace("127.0.0.1:8001", f"127.0.0.1:{server.grpc_port}")
+        exec(compile(block, "README.md", "exec"), {})
     printed = capsys.readouterr().out
     assert "[" in printed  # it printed the probabilities and labels
 

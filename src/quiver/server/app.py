@@ -10,6 +10,7 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from quiver.grpc import start_grpc_server
 from quiver.http.router import Router
 from quiver.http.server import HttpServer
 from quiver.server.dataplane import DataPlane
@@ -47,7 +48,7 @@ def _register_generative_routes(router: Router, manager: ModelManager) -> None:
         from quiver.generate import routes  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return
-    routes.register(router, manager.get_generative, manager.get)
+    routes.register(router, manager.get_generative, manager.get, manager.generative_names)
 
 
 async def serve(settings: Settings, repository: Path, ready: asyncio.Event | None = None) -> int:
@@ -60,6 +61,7 @@ async def serve(settings: Settings, repository: Path, ready: asyncio.Event | Non
             loop.add_signal_handler(sig, stop.set)
     await app.http.start(settings.host, settings.port)
     log.info("listening on http://%s:%s", settings.host, app.http.ports[0] if app.http.ports else settings.port)
+    grpc_server = await start_grpc_server(app.dataplane, settings)  # None when grpc_port < 0
     await app.manager.load_all()
     for row in app.manager.index():
         log.info("model %s version %s: %s %s", row["name"], row.get("version", "-"), row["state"], row["reason"])
@@ -72,7 +74,10 @@ async def serve(settings: Settings, repository: Path, ready: asyncio.Event | Non
     app.dataplane.stopping = True
     if poller is not None:
         poller.cancel()
-    await app.http.shutdown(settings.shutdown_timeout_s)
+    await asyncio.gather(
+        app.http.shutdown(settings.shutdown_timeout_s),
+        *([grpc_server.stop(settings.shutdown_timeout_s)] if grpc_server else []),
+    )
     await app.manager.close()
     return 0
 

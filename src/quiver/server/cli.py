@@ -17,7 +17,7 @@ def register(subparsers: Any) -> None:
     docs = Settings.docs()
     parser = subparsers.add_parser(
         "serve",
-        help="Serve a model repository over the Open Inference Protocol (HTTP).",
+        help="Serve a model repository over the Open Inference Protocol (HTTP and gRPC).",
         description="Serve a model repository. Without REPO, serves the built-in example repository "
         "(generated offline on first use). Settings also come from --config FILE and QUIVER_* variables.",
     )
@@ -25,6 +25,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--config", help="A TOML file of settings (the names below, with underscores).")
     parser.add_argument("--host", help=docs["host"] + " Default 127.0.0.1.")
     parser.add_argument("--port", type=int, help=docs["port"] + " Default 8000.")
+    parser.add_argument("--grpc-port", type=int, help=docs["grpc_port"] + " Default 8001.")
     parser.add_argument("--max-body-mb", type=float, help=docs["max_body_mb"] + " Default 64.")
     parser.add_argument("--access-log", action="store_true", default=None, help=docs["access_log"])
     parser.add_argument("--log-level", help=docs["log_level"])
@@ -41,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
             repository=args.repository,
             host=args.host,
             port=args.port,
+            grpc_port=args.grpc_port,
             max_body_mb=args.max_body_mb,
             access_log=args.access_log,
             log_level=args.log_level,
@@ -64,7 +66,11 @@ def run(args: argparse.Namespace) -> int:
     from quiver.server.app import serve
 
     _install_uvloop()
-    return asyncio.run(serve(settings, repository))
+    try:
+        return asyncio.run(serve(settings, repository))
+    except OSError as exc:  # a port that cannot be bound, most often
+        print(f"quiver serve: {exc}", file=sys.stderr)
+        return 2
 
 
 def _install_uvloop() -> None:

@@ -229,8 +229,8 @@ class ServedModel:
             "platform": self.platform,
             "backend": config.runtime,
             "max_batch_size": self.max_batch_size,
-            "input": [{"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)} for s in self.inputs],
-            "output": [{"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": dims(s)} for s in self.outputs],
+            "input": [{"name": s.name, "data_type": _triton_type(s.datatype), "dims": dims(s)} for s in self.inputs],
+            "output": [{"name": s.name, "data_type": _triton_type(s.datatype), "dims": dims(s)} for s in self.outputs],
             "dynamic_batching": {
                 "max_queue_delay_microseconds": int(config.max_queue_delay_ms * 1000),
                 "priority_levels": config.priority_levels,
@@ -262,6 +262,11 @@ class ServedModel:
             "mean_compute_ms": 1e3 * m.compute_duration.sum / max(1, m.compute_duration.count),
             "mean_request_ms": 1e3 * m.request_duration.sum / max(1, m.request_duration.count),
         }
+
+
+def _triton_type(datatype: str) -> str:
+    """Triton's config names BYTES tensors TYPE_STRING; every other datatype keeps its name."""
+    return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
 
 
 def _policy_detail(config: ModelConfig) -> dict[str, Any]:
