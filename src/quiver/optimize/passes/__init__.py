@@ -1,0 +1,1 @@
+"""Built-in passes. Each module registers its classes with ``quiver.optimize.registry.register``."""
