@@ -56,8 +56,8 @@ class Embedder(Protocol):
 
 def register(
     router: Router,
-    lookup_llm: Callable[[str], LLMService],
-    lookup_embedder: Callable[[str], Embedder],
+    lookup_llm: Callable[[str], Any],  # -> LLMService (the manager types it by its own protocol)
+    lookup_embedder: Callable[..., Any],  # -> a served model that _embedder adapts, or an Embedder
     list_models: Callable[[], list[str]] | None = None,
 ) -> None:
     """Add the generative routes. ``lookup_*`` raise ``NotFound`` for unknown names; ``list_models`` names

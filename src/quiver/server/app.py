@@ -45,7 +45,7 @@ def _register_generative_routes(router: Router, manager: ModelManager) -> None:
     if importlib.util.find_spec("torch") is None:
         return
     try:
-        from quiver.generate import routes  # type: ignore[attr-defined,unused-ignore]
+        from quiver.generate import routes
     except ImportError:
         return
     routes.register(router, manager.get_generative, manager.get, manager.generative_names)
