@@ -14,6 +14,7 @@ Needs torch and transformers (the ``optimize`` extra); both are imported inside 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -99,10 +100,13 @@ def write_minilm_entry(
 
     Keyword arguments (``max_batch_size``, ``max_queue_delay_ms``, ``instances``, ``threads_per_instance``,
     ...) become the config; with none, no config.toml is written and the server infers everything.
+    The tokenizer is copied beside the model, so the entry also serves ``/v1/embeddings``.
     """
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = export_minilm_onnx(tmp, seq_len=seq_len)
-        return write_model_entry(repo, name, onnx_path, version=version, config=config or None)
+        entry = write_model_entry(repo, name, onnx_path, version=version, config=config or None)
+    shutil.copy(minilm_weights_dir() / "tokenizer.json", entry / str(version) / "tokenizer.json")
+    return entry
 
 
 def example_inputs(batch: int, seq_len: int = MINILM_SEQ_LEN, seed: int = 0) -> tuple[Any, Any]:
