@@ -73,7 +73,7 @@ def main() -> int:
     args = ap.parse_args()
     repo = Path(args.repo) if args.repo else Path(tempfile.mkdtemp(prefix="quiver-slo-"))
     if not args.repo:
-        from quiver.zoo import write_minilm_entry
+        from quiver.zoo.minilm import write_minilm_entry
 
         write_minilm_entry(repo, args.model, seq_len=args.seq_len)
     common = {"max_batch_size": args.max_batch, "queue_capacity": 4096}
@@ -92,7 +92,8 @@ def main() -> int:
     configs: list[tuple[str, dict[str, Any]]] = [
         (f"fixed {d:g} ms", {**common, "max_queue_delay_ms": float(d)}) for d in (0, 1, 5, 20)
     ] + [(f"SLO-aware ({args.slo_p99_ms:g} ms)", {**common, "slo_p99_ms": args.slo_p99_ms})]
-    rows = []
+    rows: list[dict[str, Any]] = []
+    slo_metrics: list[str] = []
     for name, settings in configs:
         proc = serve(repo, args.model, settings)
         try:
@@ -100,6 +101,11 @@ def main() -> int:
             load = LoadSpec(arrivals=Arrivals(rate, "bursty", seed=11), timeout_s=30.0)
             spec = WindowSpec(3.0, args.window_s, args.windows, args.windows, args.windows)
             m = measure(endpoint, wl, load, spec, slo_ms=args.slo_p99_ms, metrics_model=args.model)
+            if "slo_p99_ms" in settings:  # what the policy learned and decided, for the record
+                with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=5) as response:
+                    text = response.read().decode()
+                slo_metrics = [line for line in text.splitlines() if line.startswith("quiver_slo_")]
+                print("\n".join(slo_metrics), flush=True)
         finally:
             proc.terminate()
             proc.wait(10)
@@ -142,7 +148,10 @@ def main() -> int:
         f"# SLO-aware batching vs fixed queue delays\n\nCommand: `{cmd.strip()}`\n\nquiver {__version__}, Python "
         f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}. MiniLM seq {args.seq_len}, max batch "
         f"{args.max_batch}, bursty open loop (4x peaks 20% of each second) at {args.load_fraction:.0%} of the "
-        f"measured capacity ({capacity:.1f} req/s).\n\n{table}\n\n{verdict}\n"
+        f"measured capacity ({capacity:.1f} req/s).\n\n{table}\n\n{verdict}\n\n"
+        "The SLO-aware server's `quiver_slo_*` metrics at the end of its run:\n\n```\n"
+        + "\n".join(slo_metrics)
+        + "\n```\n"
     )
     return 0 if ok else 1
 

@@ -25,7 +25,7 @@ from quiver import __version__
 from quiver.loadtest import Endpoint, LoadSpec, WindowSpec, measure, v2_workload
 from quiver.loadtest.payload import Workload
 from quiver.loadtest.selftest import client_capacity
-from quiver.zoo import write_model_entry
+from quiver.zoo.layout import write_model_entry
 from quiver.zoo.tabular import random_mlp_onnx
 
 HERE = Path(__file__).resolve().parent
@@ -124,7 +124,7 @@ def main() -> int:
     cmd = "flock /tmp/quiver-bench.lock .venv/bin/python bench/loadtest/bench_wrk.py " + " ".join(sys.argv[1:])
     (HERE / "RESULTS.md").write_text(
         f"# quiver bench vs wrk\n\nCommand: `{cmd.strip()}`\n\nquiver {__version__}, "
-        f"{subprocess.run(['wrk', '--version'], capture_output=True, text=True).stdout.splitlines()[0][:40]}, "
+        f"{subprocess.run(['wrk', '--version'], capture_output=True, text=True).stdout.split(' Copyright')[0]}, "
         f"Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}, 2-core machine shared by server and "
         f"client. Target: `quiver serve` with a 30-16-2 MLP (max_batch_size 8), closed loop, "
         f"{args.connections} connections, {args.seconds} s per tool per round, one identical request body.\n\n"

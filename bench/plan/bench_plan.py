@@ -1,10 +1,13 @@
 """Acceptance benchmark for `quiver plan`: on >= 60 configurations, the planner's choice must cost within
 10% of the exhaustive search's best while measuring at most 25% of the configurations. The exhaustive
-search runs once, in the same run, with the same measurement windows.
+search runs once, in the same run, with the same measurement procedure (``quiver.plan.search.evaluate``:
+a short window at the goal rate, re-measured with longer windows when its p99 lands within 20% of the SLO).
 
-Backend ``sim`` (default): the simulated batching responder (quiver.loadtest.responder) with two variants
-(fp32-like and int8-like compute profiles); it uses almost no CPU, so this runs honestly on a shared 2-core
-machine. The planner does not see the profiles: it probes and measures over HTTP like against any server.
+Backend: the simulated batching responder (quiver.loadtest.responder) with two variants (fp32-like and
+int8-like compute profiles). Why not a real ``quiver serve`` + ONNX MLP: this machine has 2 cores shared by
+several engineers, and the load generator needs a core of its own; a 2-core configuration would leave none,
+so half the space could not be measured honestly. The responder uses almost no CPU. The planner does not see
+the profiles: it probes and measures over HTTP like against any server.
 
     flock /tmp/quiver-bench.lock .venv/bin/python bench/plan/bench_plan.py
 """
@@ -23,7 +26,7 @@ from quiver import __version__
 from quiver.loadtest import WindowSpec
 from quiver.plan.deploy import BenchMeasurer, SimDeployer, SimProfile, Windows
 from quiver.plan.report import render
-from quiver.plan.search import Budget, Goal, Planner
+from quiver.plan.search import Budget, Goal, Planner, evaluate
 from quiver.plan.space import SearchSpace, Variant, cost_per_million
 
 HERE = Path(__file__).resolve().parent
@@ -48,9 +51,10 @@ def main() -> int:
     space = SearchSpace(VARIANTS)
     goal = Goal(args.slo_p99_ms, args.rate, args.min_accuracy, args.core_hour_cost)
     load = WindowSpec(args.warmup_s, args.window_s, args.windows, args.windows, args.windows)
-    windows = Windows(probe=WindowSpec(0.3, 0.7, 2, 2, 2), load=load)
+    confirm = WindowSpec(args.warmup_s, args.window_s, 3 * args.windows, 3 * args.windows, 3 * args.windows)
+    windows = Windows(probe=WindowSpec(0.3, 0.7, 2, 2, 2), load=load, confirm=confirm)
     everything = space.candidates()
-    eligible = [c for c in everything if space.variant(c.version).accuracy >= args.min_accuracy]  # type: ignore[operator]
+    eligible = [c for c in everything if (space.variant(c.version).accuracy or 0.0) >= args.min_accuracy]
 
     # -- the planner ---------------------------------------------------------------------------------
     measurer = BenchMeasurer(SimDeployer(PROFILES), windows, slo_ms=args.slo_p99_ms)
@@ -69,7 +73,7 @@ def main() -> int:
     t = time.monotonic()
     try:
         for i, c in enumerate(eligible):
-            point = measurer.load(c, args.rate)
+            point = evaluate(measurer, goal, c)  # the planner's own verdict procedure
             meets = goal.meets(point)
             cost = cost_per_million(c.cores, args.core_hour_cost, point.goodput_rps)
             rows.append(
@@ -118,10 +122,14 @@ def main() -> int:
         f"Command: `{cmd.strip()}`\n\n"
         f"quiver {__version__}, Python {platform.python_version()}, {platform.machine()}, "
         f"{time.strftime('%Y-%m-%d')}. Backend: simulated batching responder (two variants, compute "
-        f"(base + per_item x batch) x thread factor, log-normal jitter), over real HTTP with the bench engine.\n\n"
+        f"(base + per_item x batch) x thread factor, log-normal jitter), over real HTTP with the bench engine. "
+        f"Not a real `quiver serve` + ONNX model: on this 2-core machine shared by several engineers the load "
+        f"generator needs a core of its own, so the 2-core half of the space could not be measured honestly.\n\n"
         f"Goal: p99 <= {args.slo_p99_ms:g} ms at {args.rate:g} req/s (Poisson), accuracy >= {args.min_accuracy:g}, "
         f"{args.core_hour_cost:g} per core-hour. Load windows: warm-up {args.warmup_s:g} s + {args.windows} x "
-        f"{args.window_s:g} s.\n\n{table}\n\n{verdict}\n"
+        f"{args.window_s:g} s; a p99 within 20% of the SLO is re-measured over "
+        f"{3 * args.windows} x {args.window_s:g} s "
+        f"before the verdict, by both arms (`quiver.plan.search.evaluate`).\n\n{table}\n\n{verdict}\n"
     )
     return 0 if ok else 1
 

@@ -39,8 +39,8 @@ def test_arrival_rate() -> None:
     assert rate.per_s == pytest.approx(100, rel=0.01)
 
 
-def _trained_policy(slo_s: float = 0.05) -> SloPolicy:
-    policy = SloPolicy(slo_s, max_batch_size=8)
+def _trained_policy(slo_s: float = 0.05, headroom: float = 0.0) -> SloPolicy:
+    policy = SloPolicy(slo_s, max_batch_size=8, headroom=headroom)
     for rows in (1, 2, 4, 8) * 10:
         policy.model.observe(rows, 0.004 + 0.001 * rows)  # 5 ms for one row, 12 ms for eight
     return policy
@@ -76,12 +76,29 @@ def test_wait_dispatches_when_full_or_no_slack_or_no_gain() -> None:
     # the head's deadline is too close to wait
     assert policy.wait_s(0.1, 0.1 + 0.012, rows_ready=1) == 0.0
     # batching gains nothing when every row costs the same
-    flat = SloPolicy(0.05, 8)
+    flat = SloPolicy(0.05, 8, headroom=0.0)
     for rows in (1, 2, 4, 8) * 10:
         flat.model.observe(rows, 0.002 * rows)
     for i in range(100):
         flat.on_arrival(i * 0.001)
     assert flat.wait_s(0.1, 0.15, rows_ready=1) == 0.0
+
+
+def test_headroom_plans_every_decision_short_of_the_deadline() -> None:
+    exact, spare = _trained_policy(), _trained_policy(headroom=0.2)  # spare keeps 10 ms of 50 free
+    # 24 rows ahead + ours finish at 41 ms: inside the deadline, not inside the 40 ms target
+    assert exact.admit(0.0, 0.05, rows_ahead=24, rows=1)[0]
+    assert not spare.admit(0.0, 0.05, rows_ahead=24, rows=1)[0]
+    assert spare.admit(0.0, 0.05, rows_ahead=16, rows=1)[0]  # 29 ms
+    assert exact.max_rows(0.0, 0.0075) == 2 and spare.max_rows(0.0, 0.0075 + 0.01) == 2
+    assert not exact.too_late(0.0, 0.006, 1) and spare.too_late(0.0, 0.006 + 0.009, 1)
+    for policy in (exact, spare):
+        for i in range(100):
+            policy.on_arrival(i * 0.001)
+    # 20 ms to the head's deadline: the exact policy may wait (12 ms full batch), the spare one may not
+    assert exact.wait_s(0.1, 0.12, rows_ready=1) > 0 and spare.wait_s(0.1, 0.12, rows_ready=1) == 0.0
+    with pytest.raises(ValueError, match="headroom"):
+        SloPolicy(0.05, 8, headroom=1.0)
 
 
 def test_max_rows_and_too_late() -> None:

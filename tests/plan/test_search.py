@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from quiver.plan.model import ComputeCurve, fit_curve, predict, simulate
-from quiver.plan.search import Budget, Goal, LoadPoint, Planner, ProbeResult
+from quiver.plan.search import Budget, Goal, LoadPoint, Planner, ProbeResult, evaluate
 from quiver.plan.space import Candidate, SearchSpace, Variant, cost_per_million
 
 TRUTH = {1: (3.0, 1.0), 2: (1.5, 0.45)}  # variant -> (base_ms, per_item_ms) at one thread
@@ -36,7 +36,7 @@ class Synthetic:
             single, single * 1.5, 1000 / single, curve.capacity_rps(c.instances, c.max_batch), 50.0, c.max_batch
         )
 
-    def load(self, c: Candidate, rate: float) -> LoadPoint:
+    def load(self, c: Candidate, rate: float, confirm: bool = False) -> LoadPoint:
         self.loads.append(c)
         arrivals = np.cumsum(np.random.default_rng(7).exponential(1 / rate, 3000))
         lat = simulate(self.truth(c), c.instances, c.max_batch, c.delay_ms, arrivals, seed=7)[300:]
@@ -50,10 +50,26 @@ class Synthetic:
 SPACE = SearchSpace((Variant(1, 99.5), Variant(2, 98.8)))
 
 
+class Noisy(Synthetic):
+    """A short measurement reads the p99 ``bias`` x too high (an unlucky window); a confirmation reads the truth."""
+
+    def __init__(self, bias: float) -> None:
+        super().__init__()
+        self.bias = bias
+        self.confirmed: list[Candidate] = []
+
+    def load(self, c: Candidate, rate: float, confirm: bool = False) -> LoadPoint:
+        point = super().load(c, rate)
+        if confirm:
+            self.confirmed.append(c)
+            return point
+        return LoadPoint(rate, point.throughput_rps, point.goodput_rps, point.p50_ms, point.p99_ms * self.bias, 0.0)
+
+
 def exhaustive_best(goal: Goal, m: Synthetic, eligible: list[Candidate]) -> float:
     costs = []
     for c in eligible:
-        point = m.load(c, goal.rate)
+        point = evaluate(m, goal, c)
         if goal.meets(point):
             costs.append(cost_per_million(c.cores, goal.core_hour_cost, point.goodput_rps))
     return min(costs, default=math.inf)
@@ -79,6 +95,41 @@ def test_planner_is_within_10_percent_of_exhaustive_measuring_a_quarter(
     assert len(d.measured_configs) <= 0.25 * len(d.eligible)
     if min_accuracy is not None:
         assert all(c.version == 1 for c in d.measured_configs)
+
+
+def test_a_near_miss_from_a_noisy_window_is_confirmed_not_rejected() -> None:
+    # the planner's first 1-core pick (what it measures first whatever the SLO) truly meets an SLO set 3%
+    # above its p99, but every short window reads 12% high -- the failure seen in bench/plan: rejected on one
+    # unlucky window, the planner moved on and paid for 2 cores
+    first = Planner(SPACE, Goal(1000.0, 600.0, 99.0), Synthetic(), Budget(seconds=60)).plan().chosen
+    assert first is not None and first.candidate.cores == 1
+    goal = Goal(Synthetic().load(first.candidate, 600.0).p99_ms * 1.03, 600.0, 99.0, core_hour_cost=0.05)
+    noisy = Noisy(bias=1.12)
+    d = Planner(SPACE, goal, noisy, Budget(seconds=60)).plan()
+    assert d.chosen is not None and d.chosen.candidate == first.candidate
+    assert noisy.confirmed == [first.candidate]
+    without = Planner(SPACE, goal, Noisy(bias=1.12), Budget(seconds=60, confirm_band=0.0)).plan()
+    assert without.chosen is None or without.chosen.candidate != first.candidate
+
+
+def test_one_miss_does_not_end_the_cheapest_tier() -> None:
+    # at 30 ms every 1-core configuration truly misses by a few ms and the model's ranking of them is off;
+    # the planner must try several before paying for 2 cores, yet stay within the measurement cap
+    def tier1_loads(explore: int) -> int:
+        d = Planner(SPACE, Goal(30.0, 600.0, 99.0, 0.05), Synthetic(), Budget(seconds=60, explore=explore)).plan()
+        assert d.chosen is not None and len(d.measured_configs) <= 0.25 * len(d.eligible)
+        return sum(1 for e in d.entries if e.kind == "load" and e.candidate.cores == 1)
+
+    assert tier1_loads(explore=0) == 1  # the old behaviour: one miss recalibrates the shape out of reach
+    assert tier1_loads(explore=3) >= 3
+
+
+def test_evaluate_confirms_only_near_the_slo() -> None:
+    c = Candidate(1, 16, 0.0, 1, 2)
+    goal = Goal(Synthetic().load(c, 600.0).p99_ms * 1.05, 600.0)
+    far, near = Noisy(bias=3.0), Noisy(bias=1.1)  # short windows read 2.9x and 1.05x the SLO
+    assert not goal.meets(evaluate(far, goal, c)) and far.confirmed == []
+    assert goal.meets(evaluate(near, goal, c)) and near.confirmed == [c]
 
 
 def test_impossible_latency_names_the_binding_constraint_and_the_gap() -> None:

@@ -88,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
     windows = Windows(
         probe=WindowSpec(args.warmup_s / 2, args.window_s / 2, 2, 3, 2),
         load=WindowSpec(args.warmup_s, args.window_s, 2, 4, 2),
+        confirm=WindowSpec(args.warmup_s, args.window_s, 6, 6, 6),
     )
     measurer = BenchMeasurer(deployer, windows, slo_ms=args.slo_p99_ms, pattern=args.arrival, log=log)
     log(f"quiver plan {args.model}: {len(space.candidates())} configurations, {len(space.variants)} variant(s)")

@@ -182,10 +182,12 @@ class SimDeployer:
 
 @dataclass(frozen=True, slots=True)
 class Windows:
-    """Measurement lengths for planning: short, since many configurations are measured."""
+    """Measurement lengths for planning: short, since many configurations are measured; ``confirm`` is the
+    longer measurement that settles a verdict near the SLO (about 3x the requests of ``load``)."""
 
     probe: WindowSpec = field(default_factory=lambda: WindowSpec(0.5, 1.0, 2, 3, 2))
     load: WindowSpec = field(default_factory=lambda: WindowSpec(1.0, 2.0, 2, 4, 2))
+    confirm: WindowSpec = field(default_factory=lambda: WindowSpec(1.0, 3.0, 4, 4, 4))
 
 
 class BenchMeasurer:
@@ -243,9 +245,10 @@ class BenchMeasurer:
             batch_mean=s2["batch_size"]["mean"] if "batch_size" in s2 else None,
         )
 
-    def load(self, candidate: Candidate, rate: float) -> LoadPoint:
-        arrivals = Arrivals(rate, self.pattern, self.seed)
-        m = self._measure(candidate, LoadSpec(arrivals=arrivals, timeout_s=10.0), self.windows.load)
+    def load(self, candidate: Candidate, rate: float, confirm: bool = False) -> LoadPoint:
+        arrivals = Arrivals(rate, self.pattern, self.seed + 1 if confirm else self.seed)  # a fresh sample
+        windows = self.windows.confirm if confirm else self.windows.load
+        m = self._measure(candidate, LoadSpec(arrivals=arrivals, timeout_s=10.0), windows)
         s = m.summary
         return LoadPoint(
             rate=rate,
