@@ -26,6 +26,7 @@ from typing import Any
 
 from quiver.batching.queue import Pending, RequestQueue
 from quiver.batching.slo import SloPolicy
+from quiver.batching.threads import compute_executors
 from quiver.errors import DeadlineExceeded, InternalError, InvalidInput, Overloaded, QuiverError, Unavailable
 
 log = logging.getLogger("quiver.batching")
@@ -71,7 +72,9 @@ class DynamicBatcher:
         config: BatcherConfig,
         name: str = "model",
         observer: BatchObserver | None = None,
+        executors: list[ThreadPoolExecutor] | None = None,
     ) -> None:
+        """``executors``: one single-thread executor per instance (default: plain threads)."""
         self.config = config
         self.name = name
         self._run_batch = run_batch
@@ -82,9 +85,9 @@ class DynamicBatcher:
         self._max_items = config.max_batch_size if self._batching else 1
         self._collect_lock = asyncio.Lock()
         self._waiter: asyncio.Future[None] | None = None
-        self._executors = [
-            ThreadPoolExecutor(1, thread_name_prefix=f"quiver-{name}-{i}") for i in range(config.instances)
-        ]
+        if executors is not None and len(executors) != config.instances:
+            raise ValueError(f"{len(executors)} executors given for {config.instances} instances")
+        self._executors = executors or compute_executors(name, config.instances, niceness=0)
         self._workers: list[asyncio.Task[None]] = []
         self._running = 0  # batches in flight
         self._idle = asyncio.Event()

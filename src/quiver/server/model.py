@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from quiver.batching import BatcherConfig, DynamicBatcher, Pending
+from quiver.batching.threads import DEFAULT_NICENESS, compute_executors
 from quiver.errors import InternalError, InvalidInput
 from quiver.protocol.types import InferOutput, InferRequest, InferResponse, RequestedOutput
 from quiver.repository.config import ModelConfig, TensorSpec
@@ -40,7 +42,14 @@ class _Job:
 class ServedModel:
     """A ready model version. Lifecycle: ``await ServedModel.load(...)`` -> ``infer`` -> ``await close()``."""
 
-    def __init__(self, name: str, version: int, config: ModelConfig, instances: list[Runtime]) -> None:
+    def __init__(
+        self,
+        name: str,
+        version: int,
+        config: ModelConfig,
+        instances: list[Runtime],
+        executors: list[ThreadPoolExecutor] | None = None,
+    ) -> None:
         self.name = name
         self.version = version
         self.version_text = str(version)
@@ -69,6 +78,7 @@ class ServedModel:
             ),
             name=f"{name}:{version}",
             observer=self._observe_batch,
+            executors=executors,
         )
         self.metrics.watch_queue(lambda: self.batcher.queue_depth)
         if self.batcher.slo is not None:
@@ -78,10 +88,11 @@ class ServedModel:
     async def load(cls, name: str, version: int, version_dir: Path, config: ModelConfig) -> ServedModel:
         runtime_cls = get_runtime(config.runtime)
         loop = asyncio.get_running_loop()
-        instances = [
-            await loop.run_in_executor(None, runtime_cls.load, version_dir, config) for _ in range(config.instances)
-        ]
-        model = cls(name, version, config, instances)
+        niceness = int(config.parameters.get("compute_niceness", DEFAULT_NICENESS))
+        executors = compute_executors(f"{name}-{version}", config.instances, niceness)
+        # each instance loads on its own thread, so the runtime's threads inherit that thread's priority
+        instances = [await loop.run_in_executor(ex, runtime_cls.load, version_dir, config) for ex in executors]
+        model = cls(name, version, config, instances, executors)
         await model.batcher.start()
         return model
 
