@@ -16,7 +16,7 @@ import numpy as np
 
 from quiver.errors import InvalidInput
 from quiver.grpc import grpc_predict_v2_pb2 as pb
-from quiver.protocol.codec import _priority, _timeout
+from quiver.protocol.codec import _priority, _timeout, tensor_to_bytes
 from quiver.protocol.datatypes import INTEGER_DATATYPES, NUMPY_DTYPES, check_datatype
 from quiver.protocol.types import InferInput, InferRequest, InferResponse, RequestedOutput
 
@@ -197,15 +197,7 @@ def encode_response(response: InferResponse, raw: bool) -> pb.ModelInferResponse
     return msg
 
 
-def to_raw(array: np.ndarray, datatype: str) -> bytes:
-    if datatype == "BYTES":
-        parts = []
-        for x in array.reshape(-1):
-            item = x if isinstance(x, bytes) else str(x).encode()
-            parts.append(struct.pack("<I", len(item)))
-            parts.append(item)
-        return b"".join(parts)
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()
+to_raw = tensor_to_bytes  # gRPC's raw_output_contents use the binary extension's layout
 
 
 def _fill_contents(contents: Any, array: np.ndarray, datatype: str) -> None:

@@ -287,7 +287,7 @@ def encode_response(response: InferResponse) -> tuple[bytes, int | None]:
     for out in response.outputs:
         entry: dict[str, Any] = {"name": out.name, "datatype": out.datatype, "shape": out.shape}
         if out.binary:
-            raw = _to_binary(out.data, out.datatype)
+            raw = tensor_to_bytes(out.data, out.datatype)
             entry["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
@@ -314,7 +314,8 @@ def _to_json_data(array: np.ndarray, datatype: str) -> Any:
     return flat
 
 
-def _to_binary(array: np.ndarray, datatype: str) -> bytes:
+def tensor_to_bytes(array: np.ndarray, datatype: str) -> bytes:
+    """Raw little-endian tensor bytes; BYTES elements each get a 4-byte little-endian length prefix."""
     if datatype == "BYTES":
         parts = []
         for x in array.reshape(-1):
