@@ -8,7 +8,6 @@ what tritonclient sends) or as typed ``contents``. Validation and messages mirro
 from __future__ import annotations
 
 import math
-import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from quiver.errors import InvalidInput
 from quiver.grpc import grpc_predict_v2_pb2 as pb
-from quiver.protocol.codec import _priority, _timeout, tensor_to_bytes
+from quiver.protocol.codec import _priority, _timeout, tensor_from_bytes, tensor_to_bytes
 from quiver.protocol.datatypes import INTEGER_DATATYPES, NUMPY_DTYPES, check_datatype
 from quiver.protocol.types import InferInput, InferRequest, InferResponse, RequestedOutput
 
@@ -36,8 +35,6 @@ CONTENTS_FIELD = {
     "BYTES": "bytes_contents",
 }
 # Little-endian dtypes for raw contents, whatever the host's byte order.
-_RAW_DTYPES = {k: v.newbyteorder("<") for k, v in NUMPY_DTYPES.items() if k != "BYTES"}
-
 _OutputTensor = pb.ModelInferResponse.InferOutputTensor
 
 
@@ -84,40 +81,10 @@ def _decode_input(tensor: Any, index: int, raw: bytes | None) -> InferInput:
         raise InvalidInput(f"input '{name}': shape {list(shape)} has a negative dimension")
     count = math.prod(shape)
     if raw is not None:
-        array = _from_raw(raw, datatype, count, name, index)
+        array = tensor_from_bytes(raw, datatype, count, name, f"raw_input_contents[{index}]", ("raw contents", "end"))
     else:
         array = _from_contents(tensor.contents, datatype, count, name)
     return InferInput(name, datatype, shape, array.reshape(shape))
-
-
-def _from_raw(chunk: bytes, datatype: str, count: int, name: str, index: int) -> np.ndarray:
-    if datatype == "BYTES":
-        return _bytes_from_raw(chunk, count, name)
-    dtype = _RAW_DTYPES[datatype]
-    expected = count * dtype.itemsize
-    if len(chunk) != expected:
-        raise InvalidInput(
-            f"input '{name}': raw_input_contents[{index}] is {len(chunk)} bytes, "
-            f"but shape and {datatype} need {expected}"
-        )
-    return np.frombuffer(chunk, dtype=dtype, count=count)
-
-
-def _bytes_from_raw(chunk: bytes, count: int, name: str) -> np.ndarray:
-    out = np.empty(count, dtype=object)
-    pos, size = 0, len(chunk)
-    for i in range(count):
-        if pos + 4 > size:
-            raise InvalidInput(f"input '{name}': BYTES raw contents end before element {i} of {count}")
-        (length,) = struct.unpack_from("<I", chunk, pos)
-        pos += 4
-        if pos + length > size:
-            raise InvalidInput(f"input '{name}': BYTES element {i} runs past the raw contents")
-        out[i] = chunk[pos : pos + length]
-        pos += length
-    if pos != size:
-        raise InvalidInput(f"input '{name}': {size - pos} bytes left over after {count} BYTES elements")
-    return out
 
 
 def _from_contents(contents: Any, datatype: str, count: int, name: str) -> np.ndarray:

@@ -104,7 +104,7 @@ def _decode_input(raw: Any, index: int, binary: memoryview | None, offset: int) 
                 f"input '{name}': binary_data_size {size} at offset {offset} runs past the "
                 f"{len(binary)} bytes of binary data"
             )
-        array = _from_binary(binary[offset : offset + size], datatype, count, name)
+        array = tensor_from_bytes(binary[offset : offset + size], datatype, count, name)
         offset += size
     else:
         if "data" not in raw:
@@ -208,32 +208,46 @@ def _bytes_array(data: list[Any], name: str) -> np.ndarray:
     return out
 
 
-def _from_binary(chunk: memoryview, datatype: str, count: int, name: str) -> np.ndarray:
+def tensor_from_bytes(
+    chunk: bytes | memoryview,
+    datatype: str,
+    count: int,
+    name: str,
+    size_label: str = "binary_data_size",
+    source: tuple[str, str] = ("binary data", "ends"),
+) -> np.ndarray:
+    """Decode ``count`` elements of raw little-endian tensor bytes (the binary extension's and gRPC's layout).
+
+    ``size_label`` names where the size came from and ``source`` what the bytes are (noun, and its verb
+    "ends"/"end"), for messages: REST's defaults, or ``("raw_input_contents[0]", ("raw contents", "end"))``.
+    """
     if datatype == "BYTES":
-        return _bytes_from_binary(chunk, count, name)
+        return _bytes_from_buffer(chunk, count, name, source)
     dtype = NUMPY_DTYPES[datatype]
     expected = count * dtype.itemsize
     if len(chunk) != expected:
         raise InvalidInput(
-            f"input '{name}': binary_data_size is {len(chunk)} bytes, but shape and {datatype} need {expected}"
+            f"input '{name}': {size_label} is {len(chunk)} bytes, but shape and {datatype} need {expected}"
         )
     return np.frombuffer(chunk, dtype=dtype.newbyteorder("<"), count=count)
 
 
-def _bytes_from_binary(chunk: memoryview, count: int, name: str) -> np.ndarray:
+def _bytes_from_buffer(chunk: bytes | memoryview, count: int, name: str, source: tuple[str, str]) -> np.ndarray:
+    """BYTES elements, each behind a 4-byte little-endian length."""
+    noun, ends = source
     out = np.empty(count, dtype=object)
-    pos = 0
+    pos, size = 0, len(chunk)
     for i in range(count):
-        if pos + 4 > len(chunk):
-            raise InvalidInput(f"input '{name}': BYTES binary data ends before element {i} of {count}")
+        if pos + 4 > size:
+            raise InvalidInput(f"input '{name}': BYTES {noun} {ends} before element {i} of {count}")
         (length,) = struct.unpack_from("<I", chunk, pos)
         pos += 4
-        if pos + length > len(chunk):
-            raise InvalidInput(f"input '{name}': BYTES element {i} runs past the binary data")
+        if pos + length > size:
+            raise InvalidInput(f"input '{name}': BYTES element {i} runs past the {noun}")
         out[i] = bytes(chunk[pos : pos + length])
         pos += length
-    if pos != len(chunk):
-        raise InvalidInput(f"input '{name}': {len(chunk) - pos} bytes left over after {count} BYTES elements")
+    if pos != size:
+        raise InvalidInput(f"input '{name}': {size - pos} bytes left over after {count} BYTES elements")
     return out
 
 
