@@ -140,32 +140,20 @@ class _Routes:
             }
         )
 
-    async def _completion_events(
+    def _completion_events(
         self, llm: LLMService, stream: RequestStream, rid: str, opts: Options
     ) -> AsyncIterator[bytes]:
         base = {"id": rid, "object": "text_completion", "created": opts.created, "model": llm.name}
-        offsets: dict[int, int] = {}
-        completion_tokens = cached = 0
-        try:
-            async for out in stream:
-                lp = None
-                if opts.logprobs:
-                    lp = _completion_lp(llm, out.logprobs, offsets.get(out.index, 0))
-                offsets[out.index] = offsets.get(out.index, 0) + len(out.text)
-                if out.finished:
-                    completion_tokens += out.num_output_tokens
-                    cached = out.num_cached_tokens
-                if out.text or out.finished or lp is not None:
-                    choice = {"index": out.index, "text": out.text, "logprobs": lp, "finish_reason": out.finish_reason}
-                    yield _sse({**base, "choices": [choice]})
-            if opts.include_usage:
-                yield _sse({**base, "choices": [], "usage": usage(stream.num_prompt_tokens, completion_tokens, cached)})
-            yield _DONE
-        except QuiverError as exc:
-            yield _sse({"error": error_object(exc)})
-            yield _DONE
-        finally:
-            stream.abort()  # a no-op when finished; frees the KV blocks when the client went away
+        offsets: dict[int, int] = {}  # choice index -> characters of text sent so far
+
+        def chunk(out: SeqOutput) -> dict[str, Any] | None:
+            lp = _completion_lp(llm, out.logprobs, offsets.get(out.index, 0)) if opts.logprobs else None
+            offsets[out.index] = offsets.get(out.index, 0) + len(out.text)
+            if not (out.text or out.finished or lp is not None):
+                return None
+            return {"index": out.index, "text": out.text, "logprobs": lp, "finish_reason": out.finish_reason}
+
+        return _events(stream, base, opts, chunk)
 
     # -- /v1/chat/completions -----------------------------------------------------------------------------
     async def chat_completions(self, request: Request) -> Response | StreamingResponse:
@@ -211,37 +199,23 @@ class _Routes:
             }
         )
 
-    async def _chat_events(
+    def _chat_events(
         self, llm: LLMService, stream: RequestStream, rid: str, opts: Options, n: int
     ) -> AsyncIterator[bytes]:
         base = {"id": rid, "object": "chat.completion.chunk", "created": opts.created, "model": llm.name}
-        completion_tokens = cached = 0
-        try:
-            for i in range(n):
-                first = {
-                    "index": i,
-                    "delta": {"role": "assistant", "content": ""},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-                yield _sse({**base, "choices": [first]})
-            async for out in stream:
-                lp = _chat_lp(llm, out.logprobs) if opts.logprobs else None
-                if out.finished:
-                    completion_tokens += out.num_output_tokens
-                    cached = out.num_cached_tokens
-                if out.text or out.finished or lp is not None:
-                    delta = {"content": out.text} if out.text else {}
-                    choice = {"index": out.index, "delta": delta, "logprobs": lp, "finish_reason": out.finish_reason}
-                    yield _sse({**base, "choices": [choice]})
-            if opts.include_usage:
-                yield _sse({**base, "choices": [], "usage": usage(stream.num_prompt_tokens, completion_tokens, cached)})
-            yield _DONE
-        except QuiverError as exc:
-            yield _sse({"error": error_object(exc)})
-            yield _DONE
-        finally:
-            stream.abort()
+        first = [
+            {"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}
+            for i in range(n)
+        ]
+
+        def chunk(out: SeqOutput) -> dict[str, Any] | None:
+            lp = _chat_lp(llm, out.logprobs) if opts.logprobs else None
+            if not (out.text or out.finished or lp is not None):
+                return None
+            delta = {"content": out.text} if out.text else {}
+            return {"index": out.index, "delta": delta, "logprobs": lp, "finish_reason": out.finish_reason}
+
+        return _events(stream, base, opts, chunk, first)
 
     # -- /v1/models, /v1/embeddings -----------------------------------------------------------------------
     async def models(self, request: Request) -> Response:
@@ -398,3 +372,34 @@ def _encode_vector(vector: list[float], fmt: str) -> list[float] | str:
     if fmt == "float":
         return [float(x) for x in vector]
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+
+
+async def _events(
+    stream: RequestStream,
+    base: dict[str, Any],
+    opts: Options,
+    chunk: Callable[[SeqOutput], dict[str, Any] | None],
+    first: list[dict[str, Any]] | None = None,
+) -> AsyncIterator[bytes]:
+    """The SSE body shared by completions and chat: ``first`` choices, one event per ``chunk``, usage,
+    ``[DONE]``; an error mid-stream becomes an error event. Aborting frees the KV blocks when the client
+    went away (a no-op when the request finished)."""
+    completion_tokens = cached = 0
+    try:
+        for choice in first or ():
+            yield _sse({**base, "choices": [choice]})
+        async for out in stream:
+            if out.finished:
+                completion_tokens += out.num_output_tokens
+                cached = out.num_cached_tokens
+            event = chunk(out)
+            if event is not None:
+                yield _sse({**base, "choices": [event]})
+        if opts.include_usage:
+            yield _sse({**base, "choices": [], "usage": usage(stream.num_prompt_tokens, completion_tokens, cached)})
+        yield _DONE
+    except QuiverError as exc:
+        yield _sse({"error": error_object(exc)})
+        yield _DONE
+    finally:
+        stream.abort()
