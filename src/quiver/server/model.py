@@ -60,6 +60,7 @@ class ServedModel:
         self.inputs: tuple[TensorSpec, ...] = first.inputs
         self.outputs: tuple[TensorSpec, ...] = first.outputs
         self._input_index = {spec.name: i for i, spec in enumerate(self.inputs)}
+        self._input_names = [spec.name for spec in self.inputs]
         self._output_names = [spec.name for spec in self.outputs]
         self._output_datatypes = {spec.name: spec.datatype for spec in self.outputs}
         self.max_batch_size = self._batch_size(config)
@@ -186,7 +187,7 @@ class ServedModel:
     def _run_batch(self, instance: int, jobs: list[_Job]) -> list[dict[str, np.ndarray]]:
         """Runs on the instance's thread: merge -> run -> split."""
         runtime = self.instances[instance]
-        names = [spec.name for spec in self.inputs]
+        names = self._input_names
         if len(jobs) == 1:
             feeds = dict(zip(names, jobs[0].arrays, strict=True))
         else:
