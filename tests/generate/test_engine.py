@@ -105,6 +105,24 @@ def test_bfloat16_runs_close_to_transformers(llama_dir: Path) -> None:
     assert ours.output_token_ids[:4] == ref[:4]  # bf16 rounding may tip a later near-tie
 
 
+@pytest.mark.parametrize("kv_cache_dtype", ["auto", "bfloat16"])
+def test_bfloat16_weights_with_either_cache_dtype_run_close_to_transformers(
+    gpt2_dir: Path, kv_cache_dtype: str
+) -> None:
+    config = EngineConfig(num_kv_blocks=64, dtype="bfloat16", kv_cache_dtype=kv_cache_dtype)
+    engine = LLMEngine(gpt2_dir, config)
+    want = torch.float32 if kv_cache_dtype == "auto" else torch.bfloat16  # auto: float32 attention on CPU
+    assert engine.runner.kv_caches[0][0].dtype == want
+    prompt = engine.tokenizer.encode(PROMPTS[0])
+    ours = engine.generate([prompt], SamplingParams(max_tokens=8, temperature=0, ignore_eos=True))[0][0]
+    assert ours.output_token_ids[:4] == hf_greedy(gpt2_dir, prompt, 8, torch.bfloat16)[:4]
+
+
+def test_kv_cache_dtype_is_validated() -> None:
+    with pytest.raises(ValueError, match="kv_cache_dtype: expected auto"):
+        EngineConfig(kv_cache_dtype="int8")
+
+
 def test_seeded_sampling_is_reproducible_and_n_gives_distinct_choices(gpt2_dir: Path) -> None:
     engine = LLMEngine(gpt2_dir, EngineConfig(num_kv_blocks=128))
     prompt = engine.tokenizer.encode(PROMPTS[0])

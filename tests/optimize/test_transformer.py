@@ -58,7 +58,8 @@ def test_hf_export_matches_torch_and_keeps_tokenizer(bert: Artifact, feeds: tupl
 def test_graph_pass_fuses_attention(bert: Artifact, feeds: tuple[list, list], tmp_path: Path) -> None:  # type: ignore[type-arg]
     out = make_pass("graph").apply(bert, _ctx(tmp_path, feeds))
     ops = Counter(n.op_type for n in onnx.load(str(out.onnx)).graph.node)
-    assert ops["SkipLayerNormalization"] >= 2
+    assert ops["Attention"] >= 2
+    assert ops["SkipLayerNormalization"] == 0  # slower than Add + LayerNormalization on ORT's CPU provider
     cos = score("embedding", _emb(out.onnx, feeds[0]), _emb(bert.onnx, feeds[0])).value
     assert cos > 99.9
 

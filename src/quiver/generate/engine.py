@@ -102,7 +102,9 @@ class LLMEngine:
         self.max_model_len = min(config.max_model_len or self.model.max_len, self.model.max_len)
         self.block_manager = BlockManager(config.num_kv_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(config, self.block_manager)
-        self.runner = ModelRunner(self.model, config.num_kv_blocks, config.block_size, config.device)
+        self.runner = ModelRunner(
+            self.model, config.num_kv_blocks, config.block_size, config.device, config.kv_cache_dtype
+        )
         self.sampler = Sampler(config.seed)
         self._text: dict[int, _Text] = {}
         self._lock = threading.Lock()

@@ -66,6 +66,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     enable_chunked_prefill: bool = True
     dtype: str = "float32"
+    kv_cache_dtype: str = "auto"  # auto: float32 on CPU (fast attention kernels), else the model's dtype
     num_threads: int | None = None  # torch intra-op threads; None: leave torch's default
     device: str = "cpu"
     seed: int = 0  # for requests without their own seed
@@ -86,5 +87,9 @@ class EngineConfig:
             raise ValueError(f"max_waiting: expected >= 1, got {self.max_waiting}")
         if self.dtype not in ("float32", "bfloat16", "float16"):
             raise ValueError(f"dtype: expected float32, bfloat16 or float16, got {self.dtype!r}")
+        if self.kv_cache_dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(
+                f"kv_cache_dtype: expected auto, float32, bfloat16 or float16, got {self.kv_cache_dtype!r}"
+            )
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len: expected >= 2, got {self.max_model_len}")

@@ -13,6 +13,7 @@ max_num_batched_tokens     token budget of one step (decodes + prefill chunks)  
 max_waiting                waiting sequences before new requests get 429                           256
 max_model_len              context length limit (prompt + max_tokens); default: the model's        model
 dtype                      float32 | bfloat16 | float16                                            float32
+kv_cache_dtype             auto | float32 | bfloat16 | float16 (auto: float32 on CPU, else dtype)   auto
 num_threads                torch intra-op threads                                                  torch's
 enable_prefix_caching      reuse KV blocks of identical prompt prefixes                            true
 enable_chunked_prefill     split long prompts across steps so decodes keep going                   true

@@ -11,6 +11,7 @@ import onnxruntime as ort
 
 from quiver.errors import InvalidInput, ModelLoadError
 from quiver.optimize.types import Feeds
+from quiver.runtimes.onnx import CPU_DISABLED_OPTIMIZERS
 
 # ONNX element type -> (V2 datatype, numpy dtype)
 _TYPES: dict[int, tuple[str, type]] = {
@@ -71,7 +72,9 @@ def session(path: Path, threads: int = 2) -> ort.InferenceSession:
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            str(path), opts, providers=["CPUExecutionProvider"], disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS)
+        )
     except Exception as exc:
         text = str(exc)
         if "NOT_IMPLEMENTED" in text or "Could not find an implementation" in text:

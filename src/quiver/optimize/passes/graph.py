@@ -7,6 +7,7 @@ import onnxruntime as ort
 from quiver.optimize import _onnx
 from quiver.optimize.registry import register
 from quiver.optimize.types import Artifact, Pass, PassContext
+from quiver.runtimes.onnx import CPU_DISABLED_OPTIMIZERS
 
 _LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -18,8 +19,8 @@ _LEVELS = {
 class GraphOptimize(Pass):
     """Constant folding and operator fusion, saved to disk so the server loads the fused graph.
 
-    Transformers go through ``onnxruntime.transformers.optimizer`` (Attention, SkipLayerNorm, BiasGelu,
-    EmbedLayerNorm fusions); other graphs through the session optimizer at ``level`` (``extended`` keeps
+    Transformers go through ``onnxruntime.transformers.optimizer`` (Attention, BiasGelu, EmbedLayerNorm
+    fusions); other graphs through the session optimizer at ``level`` (``extended`` keeps
     the file portable; ``all`` would bake in this CPU's memory layouts).
     """
 
@@ -39,6 +40,9 @@ class GraphOptimize(Pass):
 
             fusion = FusionOptions("bert")
             fusion.enable_attention = bool(self.options["attention"])
+            # Add + LayerNormalization stay unfused: ORT's CPU SkipLayerNormalization kernel is slower than
+            # the two ops it replaces (see quiver.runtimes.onnx.CPU_DISABLED_OPTIMIZERS).
+            fusion.enable_skip_layer_norm = False
             opt = optimizer.optimize_model(
                 str(model.onnx),
                 model_type="bert",
@@ -52,6 +56,11 @@ class GraphOptimize(Pass):
             opts.graph_optimization_level = _LEVELS[self.options["level"]]
             opts.optimized_model_filepath = str(out)
             opts.intra_op_num_threads = ctx.threads
-            ort.InferenceSession(str(model.onnx), opts, providers=["CPUExecutionProvider"])
+            ort.InferenceSession(
+                str(model.onnx),
+                opts,
+                providers=["CPUExecutionProvider"],
+                disabled_optimizers=list(CPU_DISABLED_OPTIMIZERS),
+            )
         _onnx.load(out)  # fail here, with the file named, if the optimizer wrote something unreadable
         return model.replace(onnx=out)
