@@ -1,14 +1,24 @@
 """The Open Inference Protocol v2 gRPC adapter: proto messages in, data plane calls, proto messages out.
 
-Like the REST adapter (``quiver.server.rest``) it holds no business logic. Errors are translated once, in
-``_edge``: each ``QuiverError``'s HTTP status becomes a gRPC status code, its message the status details.
+Like the REST adapter (``quiver.server.rest``) it holds no business logic. Errors are translated in one
+place, ``error_status``: each ``QuiverError``'s HTTP status becomes a gRPC status code, its message the status
+details (``_edge`` aborts unary calls with them).
+
+``ModelStreamInfer`` (Triton's bidirectional streaming inference, what tritonclient's ``start_stream`` /
+``async_stream_infer`` use) runs every request of a stream through the same data plane as ``ModelInfer``, as
+soon as it arrives: requests of one stream are in flight together, so dynamic batching applies to them. Each
+gets one ``ModelStreamInferResponse`` as it completes (so possibly out of order; ``id`` is echoed). A failed
+request answers with ``error_message`` (the unary call's status details) and the stream goes on. When the
+client closes its side, in-flight requests finish and the stream ends OK; a cancelled stream cancels them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
@@ -37,6 +47,15 @@ STATUS_CODES: dict[int, grpc.StatusCode] = {
     500: grpc.StatusCode.INTERNAL,
 }
 
+
+def error_status(exc: Exception, method: str) -> tuple[grpc.StatusCode, str]:
+    """The gRPC status code and details for a failed call; logs what is not a ``QuiverError`` (a bug)."""
+    if isinstance(exc, QuiverError):
+        return STATUS_CODES.get(exc.status, grpc.StatusCode.INTERNAL), exc.message
+    log.exception("gRPC %s failed", method)
+    return grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
+
+
 _Msg = TypeVar("_Msg")
 _Handler = Callable[[Any, Any, grpc.aio.ServicerContext], Awaitable[_Msg]]
 
@@ -48,13 +67,10 @@ def _edge(method: _Handler[_Msg]) -> _Handler[_Msg]:
     async def handler(self: Any, request: Any, context: grpc.aio.ServicerContext) -> _Msg:
         try:
             return await method(self, request, context)
-        except QuiverError as exc:
-            if exc.headers:
-                context.set_trailing_metadata(tuple((key.lower(), value) for key, value in exc.headers))
-            await context.abort(STATUS_CODES.get(exc.status, grpc.StatusCode.INTERNAL), exc.message)
         except Exception as exc:
-            log.exception("gRPC %s failed", method.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}")
+            if isinstance(exc, QuiverError) and exc.headers:
+                context.set_trailing_metadata(tuple((key.lower(), value) for key, value in exc.headers))
+            await context.abort(*error_status(exc, method.__name__))
         raise AssertionError("unreachable: context.abort raises")
 
     return handler
@@ -115,7 +131,50 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @_edge
     async def ModelInfer(self, request: pb.ModelInferRequest, context: Any) -> pb.ModelInferResponse:
-        infer_request = decode_request(request, context.time_remaining())
+        return await self._infer(request, context.time_remaining())
+
+    async def ModelStreamInfer(
+        self, requests: AsyncIterator[pb.ModelInferRequest], context: Any
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Answer each request of the stream as it completes; see the module docstring."""
+        answers: asyncio.Queue[pb.ModelStreamInferResponse | None] = asyncio.Queue()
+
+        async def answer(request: pb.ModelInferRequest, deadline_s: float | None) -> None:
+            answers.put_nowait(await self._stream_answer(request, deadline_s))
+
+        async def read() -> None:
+            try:
+                async with asyncio.TaskGroup() as in_flight:  # exits once every request is answered
+                    async for request in requests:
+                        in_flight.create_task(answer(request, context.time_remaining()))
+            finally:
+                answers.put_nowait(None)
+
+        reader = asyncio.create_task(read())
+        try:
+            while (response := await answers.get()) is not None:
+                yield response
+            await reader  # re-raises a failure to read the stream
+        finally:  # the client cancelled (or the server is stopping): cancel what is still in flight
+            if not reader.done():
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reader
+
+    async def _stream_answer(
+        self, request: pb.ModelInferRequest, deadline_s: float | None
+    ) -> pb.ModelStreamInferResponse:
+        try:
+            return pb.ModelStreamInferResponse(infer_response=await self._infer(request, deadline_s))
+        except Exception as exc:
+            _, message = error_status(exc, "ModelStreamInfer")
+            echo = pb.ModelInferResponse(
+                model_name=request.model_name, model_version=request.model_version, id=request.id
+            )
+            return pb.ModelStreamInferResponse(error_message=message, infer_response=echo)
+
+    async def _infer(self, request: pb.ModelInferRequest, deadline_s: float | None) -> pb.ModelInferResponse:
+        infer_request = decode_request(request, deadline_s)
         response = await self.dataplane.infer(request.model_name, request.model_version or None, infer_request)
         return encode_response(response, raw=infer_request.binary_outputs)
 
