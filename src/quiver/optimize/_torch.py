@@ -137,8 +137,11 @@ def match_outputs(
     with torch.no_grad():  # not inference_mode: targets take part in autograd-tracked losses
         for b in batches:
             args = to_tensors(b, names)
-            wanted = _with_hidden(teacher, args) if hidden else (teacher(*args),)
-            targets.append(tuple(t.detach().clone() for t in wanted))
+            if hidden:  # only the real tokens' hidden states are kept: [tokens, hidden]
+                out, states = _with_hidden(teacher, args)
+                targets.append((out.clone(), states[_real_tokens(b)].clone()))
+            else:
+                targets.append((teacher(*args).detach().clone(),))
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.05, 1 - s / steps))
     order = rng.permutation(steps) % len(batches)
@@ -161,8 +164,7 @@ def match_outputs(
         if cosine:
             loss = loss + (1 - nn.functional.cosine_similarity(outs[0], want[0], dim=-1)).mean()
         if hidden:
-            mask = torch.from_numpy(batches[i]["attention_mask"]).bool()  # [batch, seq]
-            loss = loss + hidden_weight * nn.functional.mse_loss(outs[1][mask], want[1][mask])
+            loss = loss + hidden_weight * nn.functional.mse_loss(outs[1][_real_tokens(batches[i])], want[1])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -172,6 +174,10 @@ def match_outputs(
             _save(checkpoint, student, opt, sched, step + 1)
     student.eval()
     return student
+
+
+def _real_tokens(feeds: Feeds) -> torch.Tensor:
+    return torch.from_numpy(feeds["attention_mask"]).bool()  # [batch, seq]
 
 
 def _with_hidden(module: Any, inputs: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
