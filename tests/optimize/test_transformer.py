@@ -112,3 +112,31 @@ def test_distill_can_match_hidden_states(bert: Artifact, feeds: tuple[list, list
     w2 = hidden.torch.encoder.encoder.layer[0].output.dense.weight.detach().numpy()
     assert not np.allclose(w1, w2)  # the token-level loss changes the training signal
     assert score("embedding", _emb(bert.onnx, feeds[0]), _emb(bert.onnx, feeds[0])).value == pytest.approx(100.0)
+
+
+def test_distill_keeps_the_layers_that_best_reproduce_the_teacher(bert: Artifact, feeds: tuple[list, list]) -> None:  # type: ignore[type-arg]
+    import copy
+
+    import torch
+    from torch import nn
+
+    from quiver.optimize.passes.distill import _shrink
+
+    teacher = copy.deepcopy(bert.torch).eval()
+    layers = teacher.encoder.encoder.layer
+    noop = copy.deepcopy(layers[1])  # residual branches zeroed: the layer only re-normalizes its input
+    for dense in (noop.attention.output.dense, noop.output.dense):
+        nn.init.zeros_(dense.weight)
+        nn.init.zeros_(dense.bias)
+    teacher.encoder.encoder.layer = nn.ModuleList([layers[0], layers[1], noop, copy.deepcopy(layers[0])])
+    teacher.encoder.config.num_hidden_layers = 4
+    student = copy.deepcopy(teacher)
+    names = list(bert.meta["input_names"])
+    kept = _shrink(student, teacher, 3, feeds[1], names)
+    assert kept == [0, 1, 3]  # evenly spaced would keep the no-op layer 2 and drop layer 1
+    assert len(student.encoder.encoder.layer) == 3 and student.encoder.config.num_hidden_layers == 3
+    batch = tuple(torch.from_numpy(feeds[0][0][n]) for n in names)
+    with torch.no_grad():
+        cos = nn.functional.cosine_similarity(student(*batch), teacher(*batch)).min()
+    assert float(cos) > 0.999
+    assert _shrink(copy.deepcopy(teacher), teacher, 3, [], names) == [0, 2, 3]  # no data: evenly spaced
