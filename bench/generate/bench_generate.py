@@ -24,10 +24,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ from quiver.generate.engine import LLMEngine  # noqa: E402
 from quiver.generate.model_runner import DTYPES, kv_cache_dtype  # noqa: E402
 from quiver.generate.params import EngineConfig, SamplingParams  # noqa: E402
 from quiver.generate.service import LLMService  # noqa: E402
+from quiver.generate.torch_thread import TORCH_THREAD  # noqa: E402
 
 THREADS = 2
 DTYPE = "bfloat16"  # --dtype; engine and HF baselines always run in the same dtype
@@ -154,8 +157,27 @@ def engine_poisson_inprocess(model_dir: Path, reqs: list[Req], rate: float) -> d
     return {"seconds": dt, "output_tokens": out, "tok_s": out / dt}
 
 
+def in_server_process(fn: Any, *args: Any) -> Any:
+    """``asyncio.run(fn(*args))`` in a fresh process, the way ``quiver serve`` runs an LLM: there torch only
+    ever runs on the torch thread. Here the main thread has run the baselines, and libgomp gives each thread
+    that ran torch its own worker pool; with more OpenMP threads than cores every kernel pays a futex wake-up
+    (see ``quiver.generate.torch_thread``), which would slow the service's steps about 2x."""
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=ctx, initializer=_set_dtype, initargs=(DTYPE,)) as pool:
+        return pool.submit(_run_async, fn, *args).result()
+
+
+def _set_dtype(dtype: str) -> None:
+    global DTYPE
+    DTYPE = dtype
+
+
+def _run_async(fn: Any, *args: Any) -> Any:
+    return asyncio.run(fn(*args))
+
+
 async def _engine_poisson(model_dir: Path, reqs: list[Req], rate: float) -> dict[str, Any]:
-    engine = LLMEngine(model_dir, engine_config())
+    engine = TORCH_THREAD.call(LLMEngine, model_dir, engine_config())
     service = LLMService("bench", engine)
     await service.start()
     records: list[dict[str, Any]] = []
@@ -212,7 +234,7 @@ def engine_batch1_decode(model_dir: Path, prompt: list[int], n: int) -> float:
 
 
 async def _prefix_ttft(model_dir: Path, system: list[int], suffixes: list[list[int]], caching: bool) -> list[float]:
-    engine = LLMEngine(model_dir, engine_config(enable_prefix_caching=caching))
+    engine = TORCH_THREAD.call(LLMEngine, model_dir, engine_config(enable_prefix_caching=caching))
     service = LLMService("prefix", engine)
     await service.start()
     ttfts = []
@@ -320,7 +342,7 @@ def main() -> None:
     results["offline"] = engine_offline(model_dir, reqs)
     log(f"engine, all at once: {results['offline']['tok_s']:.1f} tok/s ({results['offline']['seconds']:.1f}s)")
     rate = 0.9 * results["offline"]["req_s"]
-    results["poisson"] = asyncio.run(_engine_poisson(model_dir, reqs, rate))
+    results["poisson"] = in_server_process(_engine_poisson, model_dir, reqs, rate)
     log(f"engine, Poisson {rate:.2f} req/s: {results['poisson']['tok_s']:.1f} tok/s")
     results["poisson_inprocess"] = engine_poisson_inprocess(model_dir, reqs, rate)
     log(f"engine in-process, Poisson {rate:.2f} req/s: {results['poisson_inprocess']['tok_s']:.1f} tok/s")
@@ -334,8 +356,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed + 1)
     system = rng.integers(0, 50257, size=512).tolist()
     suffixes = [rng.integers(0, 50257, size=int(rng.integers(16, 65))).tolist() for _ in range(16)]
-    off = asyncio.run(_prefix_ttft(model_dir, system, suffixes, caching=False))
-    on = asyncio.run(_prefix_ttft(model_dir, system, suffixes, caching=True))
+    off = in_server_process(_prefix_ttft, model_dir, system, suffixes, False)
+    on = in_server_process(_prefix_ttft, model_dir, system, suffixes, True)
     results["prefix"] = {"off": _pct(off), "on": _pct(on)}
     log(f"prefix caching median TTFT: off {np.median(off) * 1e3:.0f} ms, on {np.median(on) * 1e3:.0f} ms")
 

@@ -1,4 +1,4 @@
-"""``LLMService``: the engine stepping in a background thread, an asyncio API streaming each request.
+"""``LLMService``: the engine stepping on the process's torch thread, an asyncio API streaming each request.
 
 The server loads a repository entry with ``runtime = "llm"`` through ``load_llm(model_dir, config)``;
 ``config`` is the entry's parsed ``config.toml``. Keys of its ``[parameters]`` table (all optional):
@@ -46,6 +46,7 @@ from quiver.generate import metrics
 from quiver.generate.engine import LLMEngine, SeqOutput
 from quiver.generate.params import EngineConfig, SamplingParams
 from quiver.generate.tokenizer import Tokenizer
+from quiver.generate.torch_thread import TORCH_THREAD
 
 _PARAMETER_KEYS = {"kv_cache_blocks": "num_kv_blocks"} | {
     f.name: f.name for f in fields(EngineConfig) if f.name != "num_kv_blocks"
@@ -72,14 +73,14 @@ def load_llm(model_dir: Path, config: dict[str, Any]) -> LLMService:
     source = str(model_dir.parent / "config.toml")
     cfg = engine_config(dict(config.get("parameters") or {}), source)
     name = str(config.get("name") or model_dir.parent.name)
-    try:
-        engine = LLMEngine(model_dir, cfg)
+    try:  # built on the torch thread, like every later step (see quiver.generate.torch_thread)
+        engine = TORCH_THREAD.call(LLMEngine, model_dir, cfg)
     except (OSError, KeyError, ValueError) as exc:
         raise ConfigError(f"{model_dir}: cannot load the language model: {exc}") from exc
     return LLMService(name, engine)
 
 
-# The engine thread waits at most this long for the event loop to take a step's outputs (a busy or closing
+# The torch thread waits at most this long for the event loop to take a step's outputs (a busy or closing
 # loop must not stall generation for longer).
 _HANDOFF_TIMEOUT_S = 0.05
 
@@ -130,9 +131,10 @@ class LLMService:
         self.tokenizer: Tokenizer = engine.tokenizer
         self.max_model_len = engine.max_model_len
         self._streams: dict[str, RequestStream] = {}
-        self._wake = threading.Condition()
+        self._lock = threading.Lock()  # guards _step_posted
+        self._step_posted = False
+        self._running = False
         self._stopping = False
-        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._preemptions_seen = 0
         self.created = int(time.time())
@@ -141,8 +143,8 @@ class LLMService:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
-        self._thread = threading.Thread(target=self._run, name=f"llm-engine-{self.name}", daemon=True)
-        self._thread.start()
+        self._running = True
+        self._post_step()
         sched, bm = self.engine.scheduler, self.engine.block_manager
         metrics.bind_gauges(
             self.name,
@@ -153,7 +155,7 @@ class LLMService:
         )
 
     async def stop(self, drain: bool = True) -> None:
-        """Stop the engine thread. ``drain``: let requests in flight finish first; else abort them."""
+        """Stop stepping. ``drain``: let requests in flight finish first; else abort them."""
         if drain:  # until every sequence finished and its last output reached the event loop
             while self.engine.has_work:
                 await asyncio.sleep(0.01)
@@ -161,17 +163,15 @@ class LLMService:
         for stream in list(self._streams.values()):
             stream._queue.put_nowait(Unavailable(f"model {self.name!r} is shutting down"))
             self._abort(stream.request_id)
-        with self._wake:
-            self._stopping = True
-            self._wake.notify()
-        if self._thread is not None:
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
+        self._stopping = True
+        # A step of this engine may still be running: once a job posted after it has run, none is.
+        await asyncio.wrap_future(TORCH_THREAD.submit(lambda: None))
+        self._running = False
         metrics.unbind(self.name)
 
     @property
     def ready(self) -> bool:
-        return self._thread is not None and not self._stopping
+        return self._running and not self._stopping
 
     def metadata(self) -> dict[str, Any]:
         cfg = self.engine.config
@@ -203,8 +203,7 @@ class LLMService:
         except BaseException:
             self._streams.pop(request_id, None)
             raise
-        with self._wake:
-            self._wake.notify()
+        self._post_step()
         return stream
 
     async def generate(self, prompt_token_ids: list[int], params: SamplingParams) -> AsyncIterator[SeqOutput]:
@@ -219,29 +218,34 @@ class LLMService:
         self._streams.pop(request_id, None)
         self.engine.abort(request_id)  # frees the KV blocks now (the engine's lock, not its step)
 
-    # -- the engine thread --------------------------------------------------------------------------------
-    def _run(self) -> None:
-        engine = self.engine
-        while True:
-            with self._wake:
-                while not engine.has_work and not self._stopping:
-                    self._wake.wait()
-                if self._stopping:
-                    return
-            try:
-                outputs = engine.step()
-            except Exception as exc:  # a bug: fail the requests in flight, keep serving
-                self._call_soon(self._fail_all, InternalError(f"engine step failed: {exc!r}"))
-                continue
-            if outputs:
-                # Wait until the event loop has handed this step's outputs to their streams (and the readers
-                # took them) before computing the next step. Overlapping the two costs far more than it saves
-                # when torch's threads fill every core: each burst of event-loop work preempts a torch worker
-                # mid-kernel and stalls the whole parallel region (measured on 2 cores, 2 torch threads: 27%
-                # lower throughput than the engine alone without this handshake, ~20% with it).
-                delivered = threading.Event()
-                self._call_soon(self._deliver, outputs, delivered)
-                delivered.wait(_HANDOFF_TIMEOUT_S)
+    # -- on the torch thread -----------------------------------------------------------------------------
+    def _post_step(self) -> None:
+        """Post one step job unless one is already waiting (a step job re-posts itself while there is work)."""
+        with self._lock:
+            if self._step_posted or self._stopping:
+                return
+            self._step_posted = True
+        TORCH_THREAD.post(self._step)
+
+    def _step(self) -> None:
+        with self._lock:
+            self._step_posted = False  # before looking for work: a request added from now on posts again
+        if self._stopping or not self.engine.has_work:
+            return
+        try:
+            outputs = self.engine.step()
+        except Exception as exc:  # a bug: fail the requests in flight, keep serving
+            self._call_soon(self._fail_all, InternalError(f"engine step failed: {exc!r}"))
+            outputs = []
+        if outputs:
+            # Wait until the event loop has handed this step's outputs to their streams (and the readers
+            # took them) before computing the next step: each burst of event-loop work that overlaps a step
+            # takes a core from one of torch's threads and stalls the whole parallel region.
+            delivered = threading.Event()
+            self._call_soon(self._deliver, outputs, delivered)
+            delivered.wait(_HANDOFF_TIMEOUT_S)
+        if self.engine.has_work:
+            self._post_step()
 
     def _call_soon(self, fn: Any, *args: Any) -> None:
         assert self._loop is not None
@@ -255,7 +259,7 @@ class LLMService:
 
     def _deliver(self, outputs: list[SeqOutput], delivered: threading.Event) -> None:
         """On the event loop: hand each output to its stream and record latencies; then, once the readers
-        woken by these outputs have run (callbacks run in order), let the engine thread go on."""
+        woken by these outputs have run (callbacks run in order), let the torch thread go on."""
         name = self.name
         for out in outputs:
             stream = self._streams.get(out.request_id)
