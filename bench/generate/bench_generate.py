@@ -14,6 +14,8 @@ Poisson arrivals at 0.9x the engine's measured capacity (all-at-once throughput)
 Baselines, same run: HF ``generate`` one request at a time; HF ``generate`` on static batches of 8 in
 arrival order (left-padded, a batch runs until its longest output is done). Both baselines ignore
 arrival times (they start each request as soon as they can), which favours them.
+The served numbers come from ``LLMService`` in a fresh process, as ``quiver serve`` runs it (see
+``in_server_process``); "in-process" feeds the same arrivals to the bare engine between its steps.
 Also: batch-1 decode tokens/s (ours vs HF), prefix caching TTFT on/off (16 requests sharing a 512-token
 system prompt, sent one after another), TTFT / inter-token latency percentiles, and decode throughput as
 achieved memory bandwidth vs the machine's measured copy bandwidth.

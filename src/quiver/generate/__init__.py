@@ -2,8 +2,8 @@
 
 Layout (nano-vllm's): ``scheduler`` and ``block_manager`` are plain Python; ``models`` hold Quiver's own
 GPT-2 and Llama code over the paged cache; ``engine.LLMEngine.step()`` is schedule -> run -> postprocess;
-``service.LLMService`` runs it in a background thread for asyncio callers; ``routes`` expose the OpenAI
-and V2-generate HTTP APIs. Importing this package (or ``routes``) does not import torch.
+``service.LLMService`` steps it on the process's torch thread (``torch_thread``) for asyncio callers;
+``routes`` expose the OpenAI and V2-generate HTTP APIs. Importing this package (or ``routes``) does not import torch.
 
     >>> from quiver.generate import LLMEngine, EngineConfig, SamplingParams  # doctest: +SKIP
     >>> engine = LLMEngine(Path("repo/gpt2/1"), EngineConfig(num_kv_blocks=512))  # doctest: +SKIP
