@@ -468,10 +468,10 @@ def _check(what: str, target: str, measured: str, ok: bool | None) -> dict:  # t
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", type=float, default=1.5, help="timing seconds per batch size per variant")
+    parser.add_argument("--budget", type=float, default=3.0, help="timing seconds per batch size per variant")
     parser.add_argument("--distill-steps", type=int, default=6000)
     parser.add_argument("--eval-rows", type=int, default=300)
-    parser.add_argument("--train-rows", type=int, default=12000)
+    parser.add_argument("--train-rows", type=int, default=40000)
     parser.add_argument("--only", choices=["minilm", "tabular"], help="run one part")
     args = parser.parse_args()
     t0 = time.time()

@@ -11,7 +11,8 @@ thread is the only one that ever ran torch, 17.1 s once the main thread had run 
 So every engine of a process is built and stepped here, on one long-lived thread, and nothing else in the
 server runs torch: the event loop, the loader's executor threads and the HTTP layer never start a parallel
 region. Engines of several models take turns, one step each, in the order their steps were posted; on a CPU
-whose cores each step already fills, that is also the fastest way to share them.
+whose cores each step already fills, that is also the fastest way to share them. Loading a model is one job
+too, so the engines already serving pause while another model loads.
 """
 
 from __future__ import annotations
