@@ -66,19 +66,22 @@ def _shrink(module: Any, teacher: Any, n: int, batches: list[Feeds], names: list
     if not 1 <= n < total:
         raise ValueError(f"distill: layers must be in [1, {total - 1}] for this {total}-layer model")
     sample = [to_tensors(trim_padding(b), names) for b in batches[:: max(1, len(batches) // probe)][:probe]]
-    keep = [total - 1] if n == 1 else [0, total - 1]
-    if not sample:  # no data to choose by: evenly spaced
-        keep = sorted({round(i * (total - 1) / max(1, n - 1)) for i in range(n)}) if n > 1 else keep
-    with torch.no_grad():
-        wanted = [teacher(*args).flatten(1) for args in sample]
+    if n == 1:
+        keep = [total - 1]
+    elif not sample:  # no data to choose by: evenly spaced
+        keep = sorted({round(i * (total - 1) / (n - 1)) for i in range(n)})
+    else:
+        keep = [0, total - 1]
+        with torch.no_grad():
+            wanted = [teacher(*args).flatten(1) for args in sample]
 
-        def fit(kept: list[int]) -> float:
-            base.encoder.layer = nn.ModuleList([layers[i] for i in kept])
-            pairs = zip((module(*args).flatten(1) for args in sample), wanted, strict=True)
-            return float(torch.cat([nn.functional.cosine_similarity(g, w) for g, w in pairs]).mean())
+            def fit(kept: list[int]) -> float:
+                base.encoder.layer = nn.ModuleList([layers[i] for i in kept])
+                pairs = zip((module(*args).flatten(1) for args in sample), wanted, strict=True)
+                return float(torch.cat([nn.functional.cosine_similarity(g, w) for g, w in pairs]).mean())
 
-        while len(keep) < n:
-            keep = max((sorted([*keep, i]) for i in range(total) if i not in keep), key=fit)
+            while len(keep) < n:
+                keep = max((sorted([*keep, i]) for i in range(total) if i not in keep), key=fit)
     base.encoder.layer = nn.ModuleList([layers[i] for i in keep])
     base.config.num_hidden_layers = n
     return keep
